@@ -1,0 +1,298 @@
+"""Layered, typed configuration: the one place that knows settings and paths.
+
+Layers, later wins:
+
+1. ``conf/base/pipeline.yaml``: committed defaults, every key documented;
+2. ``conf/<PIPELINE_ENV>/pipeline.yaml``: the environment overlay (``PIPELINE_ENV`` defaults to
+   ``local``; the file is optional);
+3. environment variables ``PIPELINE__<SECTION>__<KEY>=value`` (values parsed as YAML, so
+   ``PIPELINE__TRAINING__EPOCHS=5`` is an int);
+4. the run's overrides (Airflow params), a nested dict.
+
+Every layer is checked against the schema on its own, so an unknown or mistyped key fails with the
+key *and* the file (or variable) that set it named.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONF_DIR_ENV = "PIPELINE_CONF_DIR"
+ENV_NAME_ENV = "PIPELINE_ENV"
+ENV_PREFIX = "PIPELINE__"
+
+
+class ConfigError(ValueError):
+    """A configuration layer is unreadable, has an unknown key or a value of the wrong type."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PathsConfig(_Section):
+    var_dir: str
+    lake_dir: str
+    gx_dir: str
+    mlflow_dir: str
+    reports_dir: str
+
+
+class AirflowConfig(_Section):
+    dag_id: str
+    start_date: dt.date
+    schedule: str
+    retries: int
+    retry_delay_minutes: int
+    gpu_pool: str
+    gpu_pool_slots: int
+
+
+class DemoConfig(_Section):
+    days: int
+    n_users: int
+    n_items: int
+    events_per_day: int
+    seed: int
+
+
+class ValidationConfig(_Section):
+    max_failure_rate: float
+
+
+class FeaturesConfig(_Section):
+    window_days: int
+    session_gap_minutes: int
+    max_seq_len: int
+    min_seq_len: int
+    user_buckets: int
+    sequence_event_types: list[str]
+    hash_key_env: str
+    shuffle_partitions: int
+
+
+class SparkConfig(_Section):
+    conn_id: str
+    driver_memory: str
+
+
+class TrainingConfig(_Section):
+    models: list[str]
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    patience: int
+    time_budget_seconds: int
+    seed: int
+    model_params: dict[str, dict[str, Any]]
+
+
+class EvaluationConfig(_Section):
+    k: int
+
+
+class PromotionConfig(_Section):
+    registered_model: str
+    champion_alias: str
+    min_lift_over_popularity: float
+    champion_tolerance: float
+
+
+class ScoringConfig(_Section):
+    top_k: int
+    batch_size: int
+
+
+class MlflowConfig(_Section):
+    tracking_uri: str
+    experiment: str
+
+
+class PipelineConfig(_Section):
+    paths: PathsConfig
+    airflow: AirflowConfig
+    demo: DemoConfig
+    validation: ValidationConfig
+    features: FeaturesConfig
+    spark: SparkConfig
+    training: TrainingConfig
+    evaluation: EvaluationConfig
+    promotion: PromotionConfig
+    scoring: ScoringConfig
+    mlflow: MlflowConfig
+
+    @property
+    def layout(self) -> LakeLayout:
+        return LakeLayout(self.paths)
+
+    @property
+    def tracking_uri(self) -> str:
+        """MLflow tracking URI: the configured one, or a SQLite store under ``var/``."""
+        if self.mlflow.tracking_uri:
+            return self.mlflow.tracking_uri
+        return f"sqlite:///{self.layout.mlflow_dir / 'mlflow.db'}"
+
+
+class LakeLayout:
+    """Every path the pipeline reads or writes, resolved against the repository root."""
+
+    def __init__(self, paths: PathsConfig, root: Path = REPO_ROOT):
+        self._paths = paths
+        self._root = root
+
+    def _resolve(self, value: str) -> Path:
+        path = Path(value)
+        return path if path.is_absolute() else self._root / path
+
+    @property
+    def var_dir(self) -> Path:
+        return self._resolve(self._paths.var_dir)
+
+    @property
+    def lake_dir(self) -> Path:
+        return self._resolve(self._paths.lake_dir)
+
+    @property
+    def gx_dir(self) -> Path:
+        return self._resolve(self._paths.gx_dir)
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self._resolve(self._paths.mlflow_dir)
+
+    @property
+    def reports_dir(self) -> Path:
+        return self._resolve(self._paths.reports_dir)
+
+    @property
+    def raw_events(self) -> Path:
+        return self.lake_dir / "raw" / "events"
+
+    @property
+    def validated_events(self) -> Path:
+        return self.lake_dir / "raw" / "validated"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.lake_dir / "quarantine" / "events"
+
+    @property
+    def features(self) -> Path:
+        return self.lake_dir / "features"
+
+    @property
+    def evaluations(self) -> Path:
+        return self.lake_dir / "evaluations"
+
+    @property
+    def recommendations(self) -> Path:
+        return self.lake_dir / "outputs" / "recommendations"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.var_dir / "airflow"
+
+
+def load_config(overrides: dict[str, Any] | None = None, *, conf_dir: Path | None = None,
+                env: dict[str, str] | None = None) -> PipelineConfig:
+    """Read the layers, check each one, merge them and validate the result into typed objects."""
+    env = dict(os.environ) if env is None else env
+    conf_dir = Path(conf_dir or env.get(CONF_DIR_ENV) or REPO_ROOT / "conf")
+    base_file = conf_dir / "base" / "pipeline.yaml"
+    merged = _read_yaml(base_file)
+    _check_keys(merged, PipelineConfig, str(base_file))
+    overlay_file = conf_dir / env.get(ENV_NAME_ENV, "local") / "pipeline.yaml"
+    layers = [(str(overlay_file), _read_yaml(overlay_file) if overlay_file.exists() else {})]
+    layers += [(name, layer) for name, layer in _env_layers(env)]
+    layers.append(("run params", overrides or {}))
+    sources = {key: str(base_file) for key in _leaf_keys(merged)}
+    for source, layer in layers:
+        _check_keys(layer, PipelineConfig, source)
+        merged = _deep_merge(merged, layer)
+        sources.update({key: source for key in _leaf_keys(layer)})
+    try:
+        return PipelineConfig.model_validate(merged)
+    except ValidationError as err:
+        raise ConfigError(_describe_validation_error(err, sources)) from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found; restore it from git "
+                          f"(git checkout -- {path}) or set {CONF_DIR_ENV}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err}); fix the syntax and rerun") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level, got {type(data).__name__}")
+    return data
+
+
+def _env_layers(env: dict[str, str]) -> list[tuple[str, dict[str, Any]]]:
+    layers = []
+    for name in sorted(env):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = [part.lower() for part in name[len(ENV_PREFIX):].split("__")]
+        if len(parts) < 2 or not all(parts):
+            raise ConfigError(f"environment variable {name}: expected {ENV_PREFIX}<SECTION>__<KEY>")
+        value: Any = yaml.safe_load(env[name]) if env[name] != "" else ""
+        for part in reversed(parts):
+            value = {part: value}
+        layers.append((f"environment variable {name}", value))
+    return layers
+
+
+def _check_keys(data: Any, model: type[BaseModel], source: str, prefix: str = "") -> None:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: '{prefix.rstrip('.') or 'top level'}' must be a mapping, "
+                          f"got {type(data).__name__}")
+    fields = model.model_fields
+    for key, value in data.items():
+        if key not in fields:
+            raise ConfigError(f"{source}: unknown key '{prefix}{key}'; allowed keys here: "
+                              f"{', '.join(sorted(fields))}")
+        annotation = fields[key].annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            _check_keys(value, annotation, source, f"{prefix}{key}.")
+
+
+def _deep_merge(base: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in layer.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _leaf_keys(data: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            keys += _leaf_keys(value, f"{prefix}{key}.")
+        keys.append(f"{prefix}{key}")
+    return keys
+
+
+def _describe_validation_error(err: ValidationError, sources: dict[str, str]) -> str:
+    lines = []
+    for problem in err.errors():
+        key = ".".join(str(part) for part in problem["loc"])
+        source = next((sources[k] for k in _prefixes(key) if k in sources), "the merged config")
+        lines.append(f"{source}: key '{key}': {problem['msg']} (got {problem.get('input')!r})")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def _prefixes(key: str) -> list[str]:
+    parts = key.split(".")
+    return [".".join(parts[:i]) for i in range(len(parts), 0, -1)]
