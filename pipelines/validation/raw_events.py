@@ -1,0 +1,223 @@
+"""Validate one day of raw events with Great Expectations; quarantine the rows that fail, with reasons.
+
+The gate of the raw zone: it reads ``raw/events/dt=YYYY-MM-DD/*.jsonl``, runs the ``raw_events``
+expectation suite through a checkpoint (which updates the Data Docs), writes accepted rows as typed
+Parquet to the validated partition and refused rows, all fields as text with the reason, to the
+quarantine partition. Both are written atomically, so a rerun replaces them.
+
+A row failing several checks gets all its reasons, joined with ';' in suite order. Of rows sharing
+an ``event_id`` the first that passes every other check is kept (the first copy when none does);
+the other copies are quarantined as ``duplicate_event_id``. Blank strings count as missing values.
+When more than ``max_failure_rate`` of the rows fail, the quarantine is still written (so people can
+look), the validated partition is left as it was, and ``RawDataError`` says what happened.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+
+from pipelines.columns import (
+    EVENT_ID,
+    EVENT_TIME,
+    PRICE,
+    QUARANTINE_REASON,
+    RAW_COLUMNS,
+    RAW_LINE,
+    SOURCE_FILE,
+    SOURCE_LINE,
+)
+from pipelines.io import atomic_partition, write_json_atomic
+from pipelines.validation.jsonl import RawLines, read_json_lines
+from pipelines.validation.raw_events_suite import (
+    DUPLICATE_EVENT_ID,
+    EVENT_TIME_UTC,
+    MALFORMED_JSON,
+    PRICE_VALUE,
+    add_parsed_columns,
+    run_raw_events_checkpoint,
+)
+
+PARQUET_FILE_NAME = "part-00000.parquet"
+COUNTS_FILE_NAME = "_counts.json"
+QUARANTINE_COLUMNS = (*RAW_COLUMNS, QUARANTINE_REASON, SOURCE_FILE, SOURCE_LINE, RAW_LINE)
+
+
+class RawDataError(ValueError):
+    """A day of raw events that cannot go further: missing, empty, or too many bad rows."""
+
+
+@dataclass(frozen=True)
+class RawValidationResult:
+    ds: str
+    rows_in: int  # rows_accepted + rows_quarantined, malformed lines included
+    rows_accepted: int
+    rows_quarantined: int
+    reasons: dict[str, int]  # reason -> rows; a row with several reasons counts under each
+    failure_rate: float  # rows_quarantined / rows_in
+    data_docs_path: str  # the Data Docs page of this validation
+    success: bool  # failure_rate <= max_failure_rate
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def validate_raw_events(
+    raw_partition: Path,
+    ds: str,
+    interval_start: datetime,
+    interval_end: datetime,
+    validated_partition: Path,
+    quarantine_partition: Path,
+    gx_project_dir: Path,
+    max_failure_rate: float,
+) -> RawValidationResult:
+    """Validate the raw events of ``ds`` (event times in [interval_start, interval_end)); see the module doc."""
+    raw_partition = Path(raw_partition)
+    start, end = _utc_interval(interval_start, interval_end)
+    if not 0.0 <= max_failure_rate <= 1.0:
+        raise ValueError(f"max_failure_rate={max_failure_rate}: must be a share in [0, 1], e.g. 0.05")
+    lines = _read_partition(raw_partition, ds)
+    frame = add_parsed_columns(lines.rows)
+    outcome = run_raw_events_checkpoint(Path(gx_project_dir), frame, ds, start, end)
+    reasons = _reasons_per_row(frame, outcome.failing_rows)
+    quarantine = _quarantine_rows(lines, reasons)
+    accepted = frame.loc[reasons.eq("").to_numpy()]
+    result = _summarise(ds, accepted, quarantine, outcome.data_docs_path, max_failure_rate)
+    _write_parquet(quarantine_partition, _as_text_frame(quarantine, QUARANTINE_COLUMNS), _quarantine_schema())
+    if not result.success:
+        raise RawDataError(_gate_message(raw_partition, quarantine_partition, result, max_failure_rate))
+    _write_parquet(validated_partition, _typed_accepted(accepted), _validated_schema(), counts=result.to_dict())
+    return result
+
+
+def _utc_interval(interval_start: datetime, interval_end: datetime) -> tuple[datetime, datetime]:
+    for name, value in (("interval_start", interval_start), ("interval_end", interval_end)):
+        if value.tzinfo is None:
+            raise ValueError(f"{name}={value}: naive datetime; pass a timezone-aware one "
+                             f"(Airflow's data_interval_start/end are)")
+    if interval_start >= interval_end:
+        raise ValueError(f"interval [{interval_start}, {interval_end}): start must be before end")
+    return (pd.Timestamp(interval_start).tz_convert("UTC").to_pydatetime(),
+            pd.Timestamp(interval_end).tz_convert("UTC").to_pydatetime())
+
+
+def _read_partition(raw_partition: Path, ds: str) -> RawLines:
+    advice = f"the collector may not have landed dt={ds}; land it and rerun the task"
+    if not raw_partition.is_dir():
+        raise RawDataError(f"{raw_partition}: partition folder does not exist; {advice}")
+    files = sorted(raw_partition.glob("*.jsonl"))
+    if not files:
+        raise RawDataError(f"{raw_partition}: no *.jsonl files found; {advice}")
+    lines = read_json_lines(files, relative_to=raw_partition.parent)
+    if len(lines.rows) + len(lines.malformed) == 0:
+        raise RawDataError(f"{raw_partition}: {len(files)} *.jsonl file(s) but zero rows (empty or blank "
+                           f"lines only); the landing may have been cut short; re-land dt={ds} and rerun the task")
+    return lines
+
+
+def _reasons_per_row(frame: pd.DataFrame, failing_rows: dict[str, list[int]]) -> pd.Series:
+    """';'-joined reasons per row of ``frame`` ('' for accepted rows)."""
+    reasons: list[list[str]] = [[] for _ in range(len(frame))]
+    for reason, rows in failing_rows.items():
+        if reason != DUPLICATE_EVENT_ID:
+            for row in rows:
+                reasons[row].append(reason)
+    for row in _extra_copies(frame[EVENT_ID], failing_rows.get(DUPLICATE_EVENT_ID, []), reasons):
+        reasons[row].append(DUPLICATE_EVENT_ID)
+    return pd.Series([";".join(row_reasons) for row_reasons in reasons], index=frame.index, dtype=object)
+
+
+def _extra_copies(event_ids: pd.Series, duplicated_rows: list[int], reasons: list[list[str]]) -> list[int]:
+    """Rows GX found sharing an event_id, less one kept per id: the first clean copy, else the first."""
+    copies: dict[object, list[int]] = {}
+    for row in sorted(duplicated_rows):
+        copies.setdefault(event_ids.iat[row], []).append(row)
+    extra: list[int] = []
+    for rows in copies.values():
+        kept = next((row for row in rows if not reasons[row]), rows[0])
+        extra.extend(row for row in rows if row != kept)
+    return extra
+
+
+def _quarantine_rows(lines: RawLines, reasons: pd.Series) -> pd.DataFrame:
+    refused = lines.rows.loc[reasons.ne("").to_numpy()].assign(**{QUARANTINE_REASON: reasons[reasons.ne("")]})
+    malformed = lines.malformed.assign(**{QUARANTINE_REASON: MALFORMED_JSON})
+    both = pd.concat([refused, malformed], ignore_index=True).reindex(columns=list(QUARANTINE_COLUMNS))
+    return both.sort_values([SOURCE_FILE, SOURCE_LINE], kind="stable", ignore_index=True)
+
+
+def _summarise(ds: str, accepted: pd.DataFrame, quarantine: pd.DataFrame, docs_path: str,
+               max_failure_rate: float) -> RawValidationResult:
+    rows_in = len(accepted) + len(quarantine)
+    failure_rate = len(quarantine) / rows_in
+    counts = Counter(reason for joined in quarantine[QUARANTINE_REASON] for reason in joined.split(";"))
+    result = RawValidationResult(
+        ds=ds, rows_in=rows_in, rows_accepted=len(accepted), rows_quarantined=len(quarantine),
+        reasons=dict(counts.most_common()), failure_rate=round(failure_rate, 6), data_docs_path=docs_path,
+        success=failure_rate <= max_failure_rate,
+    )
+    assert result.rows_in == result.rows_accepted + result.rows_quarantined, result
+    return result
+
+
+def _gate_message(raw_partition: Path, quarantine_partition: Path, result: RawValidationResult,
+                  max_failure_rate: float) -> str:
+    top = ", ".join(f"{reason}={count}" for reason, count in list(result.reasons.items())[:5])
+    return (f"{raw_partition}: {result.rows_quarantined} of {result.rows_in} rows quarantined "
+            f"({result.failure_rate:.2%}, above max_failure_rate={max_failure_rate:.2%}); "
+            f"rows_in={result.rows_in} accepted={result.rows_accepted} quarantined={result.rows_quarantined}; "
+            f"top reasons: {top}; the rows are in {quarantine_partition}; see the data docs at "
+            f"{result.data_docs_path}; fix the collector or re-land the day and rerun the task, or raise "
+            f"max_failure_rate if this is expected")
+
+
+def _typed_accepted(accepted: pd.DataFrame) -> pd.DataFrame:
+    typed = _as_text_frame(accepted, RAW_COLUMNS)
+    typed[EVENT_TIME] = accepted[EVENT_TIME_UTC].dt.as_unit("us").reset_index(drop=True)
+    typed[PRICE] = accepted[PRICE_VALUE].to_numpy(dtype="float64")
+    return typed
+
+
+def _as_text_frame(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+    """Text of every value as it arrived (JSON text for numbers and booleans); SOURCE_LINE stays an int."""
+    return pd.DataFrame({
+        column: frame[column].to_numpy() if column == SOURCE_LINE else [_as_text(v) for v in frame[column].tolist()]
+        for column in columns
+    })
+
+
+def _as_text(value: object) -> str | None:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return None
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _validated_schema():
+    import pyarrow as pa
+
+    types = {EVENT_TIME: pa.timestamp("us", tz="UTC"), PRICE: pa.float64()}
+    return pa.schema([(column, types.get(column, pa.string())) for column in RAW_COLUMNS])
+
+
+def _quarantine_schema():
+    import pyarrow as pa
+
+    return pa.schema([(column, pa.int64() if column == SOURCE_LINE else pa.string()) for column in QUARANTINE_COLUMNS])
+
+
+def _write_parquet(partition: Path, frame: pd.DataFrame, schema, counts: dict | None = None) -> None:
+    """One Parquet file (with the schema even when empty), swapped in atomically; optional _counts.json."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+    with atomic_partition(Path(partition)) as staging:
+        pq.write_table(table, staging / PARQUET_FILE_NAME)
+        if counts is not None:
+            write_json_atomic(staging / COUNTS_FILE_NAME, counts)

@@ -1,0 +1,181 @@
+"""The Great Expectations suite for one day of raw events, and a checkpoint run that says which rows failed.
+
+Each row-level expectation carries its quarantine reason in ``meta``; the checkpoint runs with
+``result_format=COMPLETE`` and ``unexpected_index_column_names=[ROW_NUMBER]``, so GX's own results
+name the failing rows. The only pandas pre-step parses ``event_time`` and ``price`` into typed
+helper columns (GX cannot parse timestamps row by row); the checks on them are expectations too.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pandas as pd
+
+from pipelines.columns import (
+    EVENT_ID,
+    EVENT_TIME,
+    EVENT_TYPE,
+    EVENT_TYPES,
+    ITEM_EVENT_TYPES,
+    ITEM_ID,
+    PRICE,
+    RAW_COLUMNS,
+    REQUIRED_COLUMNS,
+    SOURCE_FILE,
+    SOURCE_LINE,
+)
+
+log = logging.getLogger(__name__)
+
+# Helper columns of the frame GX sees; they never leave this module's caller.
+ROW_NUMBER = "row_number"  # position of the row in the day: how GX results point back to it
+EVENT_TIME_UTC = "event_time_utc"  # event_time parsed; NaT where it is not ISO-8601 with an offset
+PRICE_VALUE = "price_value"  # price as a number; NaN where it is not one
+GX_COLUMNS = (*RAW_COLUMNS, SOURCE_FILE, SOURCE_LINE, ROW_NUMBER, EVENT_TIME_UTC, PRICE_VALUE)
+
+# Quarantine reasons: one per row-level expectation, plus the ones decided outside GX.
+MALFORMED_JSON = "malformed_json"
+DUPLICATE_EVENT_ID = "duplicate_event_id"
+UNKNOWN_EVENT_TYPE = "unknown_event_type"
+MISSING_ITEM_ID = "missing_item_id"
+UNPARSEABLE_EVENT_TIME = "unparseable_event_time"
+EVENT_TIME_OUTSIDE_INTERVAL = "event_time_outside_interval"
+PRICE_NOT_A_NUMBER = "price_not_a_number"
+NEGATIVE_PRICE = "negative_price"
+REASON_META_KEY = "quarantine_reason"
+
+SUITE_NAME = CHECKPOINT_NAME = VALIDATION_NAME = "raw_events"
+DATASOURCE_NAME, ASSET_NAME, BATCH_NAME = "raw_events", "raw_events_day", "whole_day"
+ISO_8601_WITH_OFFSET = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$"
+
+
+@dataclass(frozen=True)
+class CheckpointOutcome:
+    failing_rows: dict[str, list[int]]  # quarantine reason -> ROW_NUMBERs, in suite order
+    data_docs_path: str  # HTML page of this validation result
+
+
+def missing_reason(column: str) -> str:
+    return f"missing_{column}"
+
+
+def add_parsed_columns(rows: pd.DataFrame) -> pd.DataFrame:
+    """The frame GX validates: the raw columns, row numbers and typed event time and price."""
+    frame = rows.loc[:, [*RAW_COLUMNS, SOURCE_FILE, SOURCE_LINE]].copy()
+    frame[ROW_NUMBER] = range(len(frame))
+    times = frame[EVENT_TIME].map(lambda value: value if isinstance(value, str) else None)
+    iso = times.str.match(ISO_8601_WITH_OFFSET, na=False)
+    frame[EVENT_TIME_UTC] = pd.to_datetime(times.where(iso), utc=True, format="ISO8601", errors="coerce")
+    prices = frame[PRICE].map(lambda value: None if isinstance(value, bool) else value)
+    frame[PRICE_VALUE] = pd.to_numeric(prices, errors="coerce").astype("float64")
+    return frame
+
+
+def build_raw_events_suite():
+    """Row-level checks, each tagged with its quarantine reason, plus the frame's schema."""
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+    from great_expectations.expectations.row_conditions import Column
+
+    def tagged(expectation, reason: str):
+        expectation.meta = {REASON_META_KEY: reason}
+        return expectation
+
+    interval = {"min_value": {"$PARAMETER": "interval_start"}, "max_value": {"$PARAMETER": "interval_end"}}
+    return gx.ExpectationSuite(name=SUITE_NAME, expectations=[
+        gxe.ExpectTableColumnsToMatchSet(column_set=list(GX_COLUMNS), exact_match=True),
+        *[tagged(gxe.ExpectColumnValuesToNotBeNull(column=column), missing_reason(column))
+          for column in REQUIRED_COLUMNS],
+        tagged(gxe.ExpectColumnValuesToNotBeNull(
+            column=ITEM_ID, row_condition=Column(EVENT_TYPE).is_in(list(ITEM_EVENT_TYPES))), MISSING_ITEM_ID),
+        tagged(gxe.ExpectColumnValuesToBeInSet(column=EVENT_TYPE, value_set=list(EVENT_TYPES)), UNKNOWN_EVENT_TYPE),
+        tagged(gxe.ExpectColumnValuesToNotBeNull(
+            column=EVENT_TIME_UTC, row_condition=Column(EVENT_TIME).is_not_null()), UNPARSEABLE_EVENT_TIME),
+        tagged(gxe.ExpectColumnValuesToBeBetween(column=EVENT_TIME_UTC, strict_max=True, **interval),
+               EVENT_TIME_OUTSIDE_INTERVAL),
+        tagged(gxe.ExpectColumnValuesToBeUnique(column=EVENT_ID), DUPLICATE_EVENT_ID),
+        tagged(gxe.ExpectColumnValuesToNotBeNull(
+            column=PRICE_VALUE, row_condition=Column(PRICE).is_not_null()), PRICE_NOT_A_NUMBER),
+        tagged(gxe.ExpectColumnValuesToBeBetween(column=PRICE_VALUE, min_value=0), NEGATIVE_PRICE),
+    ])
+
+
+def run_raw_events_checkpoint(
+    gx_project_dir: Path, frame: pd.DataFrame, ds: str, interval_start: datetime, interval_end: datetime,
+) -> CheckpointOutcome:
+    """Validate ``frame`` through the ``raw_events`` checkpoint, which also updates the Data Docs."""
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    context = _open_context(gx_project_dir)
+    checkpoint = _register_checkpoint(context)
+    result = checkpoint.run(
+        batch_parameters={"dataframe": frame},
+        expectation_parameters={"interval_start": interval_start, "interval_end": interval_end},
+        run_id=RunIdentifier(run_name=ds, run_time=interval_start),  # a rerun replaces the day's page
+    )
+    [(result_id, suite_result)] = result.run_results.items()
+    docs_path = _docs_path(context, result_id)
+    return CheckpointOutcome(failing_rows=_failing_rows(suite_result, docs_path), data_docs_path=docs_path)
+
+
+def _open_context(gx_project_dir: Path):
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="file", project_root_dir=str(gx_project_dir))
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)  # keep task logs readable
+    return context
+
+
+def _register_checkpoint(context):
+    """Add what is missing; the suite and checkpoint are rewritten so the code stays their source."""
+    import great_expectations as gx
+    from great_expectations.checkpoint import UpdateDataDocsAction
+
+    if DATASOURCE_NAME not in context.data_sources.all():
+        context.data_sources.add_pandas(DATASOURCE_NAME)
+    datasource = context.data_sources.get(DATASOURCE_NAME)
+    if ASSET_NAME not in datasource.get_asset_names():
+        datasource.add_dataframe_asset(ASSET_NAME)
+    asset = datasource.get_asset(ASSET_NAME)
+    if BATCH_NAME not in {batch.name for batch in asset.batch_definitions}:
+        asset.add_batch_definition_whole_dataframe(BATCH_NAME)
+    suite = context.suites.add_or_update(build_raw_events_suite())
+    validation = context.validation_definitions.add_or_update(
+        gx.ValidationDefinition(name=VALIDATION_NAME, data=asset.get_batch_definition(BATCH_NAME), suite=suite))
+    return context.checkpoints.add_or_update(gx.Checkpoint(
+        name=CHECKPOINT_NAME, validation_definitions=[validation],
+        actions=[UpdateDataDocsAction(name="update_data_docs")],
+        result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [ROW_NUMBER],
+                       "partial_unexpected_count": 20},
+    ))
+
+
+def _failing_rows(suite_result, docs_path: str) -> dict[str, list[int]]:
+    """Reason -> failing ROW_NUMBERs; an expectation that errored or fails without rows is a bug."""
+    failing: dict[str, list[int]] = {}
+    for outcome in suite_result.results:
+        config = outcome.expectation_config
+        if (outcome.exception_info or {}).get("raised_exception"):
+            raise RuntimeError(f"GX expectation {config.type} on {config.kwargs.get('column')} raised "
+                               f"{outcome.exception_info.get('exception_message')}; see {docs_path}")
+        reason = (config.meta or {}).get(REASON_META_KEY)
+        if outcome.success:
+            continue
+        if reason is None:
+            raise RuntimeError(f"GX expectation {config.type} failed on the frame built by "
+                               f"add_parsed_columns (a code bug, not a data problem); see {docs_path}")
+        failing[reason] = [int(entry[ROW_NUMBER]) for entry in outcome.result["unexpected_index_list"]]
+    return failing
+
+
+def _docs_path(context, result_id) -> str:
+    sites = context.get_docs_sites_urls(resource_identifier=result_id)
+    if not sites or not sites[0].get("site_url"):
+        return str(Path(context.root_directory) / "uncommitted" / "data_docs")
+    return unquote(urlparse(sites[0]["site_url"]).path)
