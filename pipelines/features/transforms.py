@@ -1,0 +1,196 @@
+"""Pure ``DataFrame -> DataFrame`` feature steps: privacy, dedup, sessions and item sequences.
+
+Every function takes its column names as defaulted parameters (from ``pipelines.columns``) and never
+creates a Spark session, so a test calls it on a three-row frame. Orderings that could tie are broken
+by ``event_id`` so that a rerun gives the same rows in the same order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from pipelines import columns as C
+
+DEFAULT_SEQUENCE_EVENT_TYPES = (C.PRODUCT_VIEW, C.ADD_TO_CART, C.PURCHASE)
+_SHA256_BLOCK_BYTES = 64
+# Hex digits of the user key that feed the bucket: 15 hex digits = 60 bits, fits a signed bigint.
+_BUCKET_HEX_DIGITS = 15
+
+
+def drop_personal_data(df: DataFrame, personal_columns: Sequence[str] = C.PERSONAL_DATA_COLUMNS) -> DataFrame:
+    """Drop the personal data columns (those present); nothing personal leaves the feature job."""
+    return df.drop(*personal_columns)
+
+
+def _hmac_pads(key: bytes) -> tuple[str, str]:
+    """Hex of (K xor ipad, K xor opad) for HMAC-SHA256 (RFC 2104), K zero-padded to the block size."""
+    if not key:
+        raise ValueError("HMAC key is empty; pass the secret user-hash key (see --hash-key-env)")
+    if len(key) > _SHA256_BLOCK_BYTES:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(_SHA256_BLOCK_BYTES, b"\x00")
+    inner = bytes(b ^ 0x36 for b in key)
+    outer = bytes(b ^ 0x5C for b in key)
+    return inner.hex(), outer.hex()
+
+
+def hmac_sha256_hex(message: Column, key: bytes) -> Column:
+    """HMAC-SHA256 of a string column (UTF-8), as lowercase hex, computed in the JVM (no Python UDF).
+
+    HMAC(K, m) = H((K xor opad) || H((K xor ipad) || m)). The padded key is a literal in the plan; the
+    job redacts it from plans and the UI with ``spark.sql.redaction.string.regex``.
+    """
+    inner_pad, outer_pad = _hmac_pads(key)
+    inner = F.sha2(F.concat(F.unhex(F.lit(inner_pad)), F.encode(message, "UTF-8")), 256)
+    return F.sha2(F.concat(F.unhex(F.lit(outer_pad)), F.unhex(inner)), 256)
+
+
+def user_bucket(user_key: Column, n_buckets: int) -> Column:
+    """Stable int in [0, n_buckets): the first 60 bits of the hex user key, modulo ``n_buckets``.
+
+    Python equivalent (for serving): ``int(user_key[:15], 16) % n_buckets``. Buckets change only if the
+    HMAC key or ``n_buckets`` change.
+    """
+    if n_buckets < 1:
+        raise ValueError(f"n_buckets={n_buckets}: must be >= 1")
+    head = F.conv(F.substring(user_key, 1, _BUCKET_HEX_DIGITS), 16, 10).cast("bigint")
+    return F.pmod(head, F.lit(n_buckets)).cast("int")
+
+
+def pseudonymize_users(
+    df: DataFrame,
+    key: bytes,
+    n_buckets: int = 100_000,
+    user_col: str = C.USER_ID,
+    user_key_col: str = C.USER_KEY,
+    bucket_col: str = C.USER_BUCKET,
+) -> DataFrame:
+    """Replace ``user_id`` by its keyed hash (``user_key``, hex HMAC-SHA256) and a ``user_bucket``."""
+    return (
+        df.withColumn(user_key_col, hmac_sha256_hex(F.col(user_col), key))
+        .withColumn(bucket_col, user_bucket(F.col(user_key_col), n_buckets))
+        .drop(user_col)
+    )
+
+
+def drop_duplicate_events(
+    df: DataFrame, event_id_col: str = C.EVENT_ID, time_col: str = C.EVENT_TIME
+) -> DataFrame:
+    """Keep one row per ``event_id``: the earliest, ties broken by every other column (deterministic)."""
+    tie_breakers = [F.col(c).asc_nulls_last() for c in sorted(df.columns) if c not in (event_id_col, time_col)]
+    order = Window.partitionBy(event_id_col).orderBy(F.col(time_col).asc_nulls_last(), *tie_breakers)
+    return df.withColumn("_rn", F.row_number().over(order)).filter(F.col("_rn") == 1).drop("_rn")
+
+
+def build_sessions(
+    df: DataFrame,
+    gap_minutes: int = 30,
+    user_col: str = C.USER_KEY,
+    time_col: str = C.EVENT_TIME,
+    event_id_col: str = C.EVENT_ID,
+    session_col: str = C.SESSION_KEY,
+) -> DataFrame:
+    """Add ``session_key``: a user's events split where the inactivity gap is *longer* than ``gap_minutes``.
+
+    A gap of exactly ``gap_minutes`` stays in the session; one microsecond more starts a new one. Input
+    order does not matter (events are ordered by time, then event_id). The key is
+    ``<user_key>:<session start, epoch microseconds>``, so it does not depend on the window start.
+    """
+    if gap_minutes <= 0:
+        raise ValueError(f"gap_minutes={gap_minutes}: must be > 0")
+    by_time = Window.partitionBy(user_col).orderBy(time_col, event_id_col)
+    micros = F.unix_micros(F.col(time_col))
+    prev_micros = F.lag(micros).over(by_time)
+    is_new = (prev_micros.isNull() | (micros - prev_micros > gap_minutes * 60 * 1_000_000)).cast("int")
+    with_idx = df.withColumn("_new", is_new).withColumn("_sess", F.sum("_new").over(by_time))
+    start = F.min(micros).over(Window.partitionBy(user_col, "_sess"))
+    key = F.concat_ws(":", F.col(user_col), start.cast("string"))
+    return with_idx.withColumn(session_col, key).drop("_new", "_sess")
+
+
+def summarize_sessions(
+    sessions: DataFrame,
+    user_col: str = C.USER_KEY,
+    time_col: str = C.EVENT_TIME,
+    session_col: str = C.SESSION_KEY,
+) -> DataFrame:
+    """One row per session start day (UTC): sessions, users, events and session length statistics."""
+    per_session = sessions.groupBy(user_col, session_col).agg(
+        F.count(F.lit(1)).alias("events"),
+        F.min(time_col).alias("_start"),
+        (F.unix_micros(F.max(time_col)) - F.unix_micros(F.min(time_col))).alias("_micros"),
+    )
+    return (
+        per_session.groupBy(F.date_format("_start", "yyyy-MM-dd").alias("dt"))
+        .agg(
+            F.count(F.lit(1)).alias("sessions"),
+            F.countDistinct(user_col).alias("users"),
+            F.sum("events").alias("events"),
+            F.round(F.avg("events"), 3).alias("avg_events_per_session"),
+            F.round(F.avg("_micros") / 1e6, 3).alias("avg_duration_seconds"),
+        )
+        .orderBy("dt")
+    )
+
+
+def build_item_sequences(
+    events: DataFrame,
+    vocab: DataFrame,
+    event_types: Sequence[str] = DEFAULT_SEQUENCE_EVENT_TYPES,
+    max_seq_len: int = 50,
+    min_seq_len: int = 3,
+    collapse_repeats: bool = True,
+    user_col: str = C.USER_KEY,
+    bucket_col: str = C.USER_BUCKET,
+    item_col: str = C.ITEM_ID,
+    idx_col: str = C.ITEM_IDX,
+    type_col: str = C.EVENT_TYPE,
+    time_col: str = C.EVENT_TIME,
+    event_id_col: str = C.EVENT_ID,
+    purchase_type: str = C.PURCHASE,
+    seq_col: str = C.ITEM_SEQ,
+    purchased_col: str = C.PURCHASED_ITEMS,
+) -> DataFrame:
+    """Per user: chronological ``item_seq`` (array<int> of item_idx), ``purchased_items`` and bucket.
+
+    Only events of ``event_types`` with an item in ``vocab`` count. With ``collapse_repeats``,
+    consecutive events on the same item become one. The most recent ``max_seq_len + 2`` items are kept
+    (the trainer holds out the last two: test, and the one before: validation); users with fewer than
+    ``min_seq_len`` items (after collapsing) are dropped. ``purchased_items`` is the sorted distinct
+    item_idx of the user's purchases in the window (any purchase, whatever ``event_types`` holds).
+    """
+    if max_seq_len < 1 or min_seq_len < 1:
+        raise ValueError(f"max_seq_len={max_seq_len}, min_seq_len={min_seq_len}: both must be >= 1")
+    indexed = events.filter(F.col(item_col).isNotNull()).join(
+        vocab.select(item_col, F.col(idx_col).cast("int").alias(idx_col)), item_col, "inner"
+    )
+    seq_events = indexed.filter(F.col(type_col).isin(list(event_types)))
+    if collapse_repeats:
+        by_time = Window.partitionBy(user_col).orderBy(time_col, event_id_col)
+        seq_events = (
+            seq_events.withColumn("_prev", F.lag(idx_col).over(by_time))
+            .filter(F.col("_prev").isNull() | (F.col("_prev") != F.col(idx_col)))
+            .drop("_prev")
+        )
+    keep = max_seq_len + 2
+    ordered = F.sort_array(F.collect_list(F.struct(time_col, event_id_col, idx_col)))
+    sequences = (
+        seq_events.groupBy(user_col, bucket_col)
+        .agg(F.transform(ordered, lambda s: s[idx_col]).alias("_all"))
+        .filter(F.size("_all") >= min_seq_len)
+        .withColumn(seq_col, F.slice("_all", F.greatest(F.size("_all") - keep + 1, F.lit(1)), F.lit(keep)))
+        .drop("_all")
+    )
+    purchases = (
+        indexed.filter(F.col(type_col) == purchase_type)
+        .groupBy(user_col)
+        .agg(F.array_sort(F.collect_set(idx_col)).alias(purchased_col))
+    )
+    empty = F.array().cast("array<int>")
+    return sequences.join(purchases, user_col, "left").select(
+        user_col, bucket_col, seq_col, F.coalesce(purchased_col, empty).alias(purchased_col)
+    )
