@@ -1,0 +1,169 @@
+"""Ranking metrics, the full-ranking and sampled (SASRec paper) protocols, and a popularity baseline.
+
+A scorer is any ``score_fn(inputs: dict) -> float[b, num_items + 1]`` over a batch of model inputs
+(``{"items": int[b, L], "user": int[b]}``); column 0 is padding and never ranks. Ranks are 1-based
+and ties are counted pessimistically: every other item scoring the same as the target ranks ahead of
+it, so a constant scorer gets the worst rank rather than a lucky one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from pipelines.models.data import flatten_sequences, sub_ragged
+
+ScoreFn = Callable[[dict[str, np.ndarray]], np.ndarray]
+
+
+def hr_at_k(ranks: np.ndarray, k: int = 10) -> float:
+    """Share of targets ranked in the top k."""
+    return float(np.mean(_checked(ranks) <= k))
+
+
+def ndcg_at_k(ranks: np.ndarray, k: int = 10) -> float:
+    """Mean 1 / log2(rank + 1) over targets in the top k (one relevant item per row)."""
+    ranks = _checked(ranks).astype(np.float64)
+    return float(np.mean(np.where(ranks <= k, 1.0 / np.log2(ranks + 1.0), 0.0)))
+
+
+def mrr(ranks: np.ndarray) -> float:
+    """Mean reciprocal rank."""
+    return float(np.mean(1.0 / _checked(ranks).astype(np.float64)))
+
+
+def metrics_from_ranks(ranks: np.ndarray, k: int = 10) -> dict[str, float]:
+    return {f"hr_at_{k}": hr_at_k(ranks, k), f"ndcg_at_{k}": ndcg_at_k(ranks, k), "mrr": mrr(ranks)}
+
+
+def _checked(ranks: np.ndarray) -> np.ndarray:
+    ranks = np.asarray(ranks)
+    if ranks.size == 0:
+        raise ValueError("no ranks to average: the evaluation set is empty; check the split has users.")
+    return ranks
+
+
+def rank_targets(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """int64[n] 1-based rank of targets[i] among columns 1.. of scores[n, num_items + 1] (ties: pessimistic)."""
+    scores, targets = np.asarray(scores), np.asarray(targets)
+    if np.any(targets < 1) or np.any(targets >= scores.shape[1]):
+        raise ValueError(f"targets must be item ids in 1..{scores.shape[1] - 1}; 0 is padding.")
+    target_scores = np.take_along_axis(scores, targets[:, None], axis=1)  # [n, 1]
+    items = scores[:, 1:]  # [n, N]; the padding column never ranks
+    ahead = (items > target_scores) | (items == target_scores)  # includes the target itself
+    return ahead.sum(axis=1).astype(np.int64)
+
+
+def as_input_dict(inputs: dict[str, np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
+    """Model inputs as a dict; a bare int[n, L] array is taken as {"items": array} (no users)."""
+    return dict(inputs) if isinstance(inputs, dict) else {"items": np.asarray(inputs)}
+
+
+def _batches(inputs: dict[str, np.ndarray], batch_size: int) -> Iterator[tuple[slice, dict]]:
+    count = len(inputs["items"])
+    for start in range(0, count, batch_size):
+        part = slice(start, start + batch_size)
+        yield part, {key: value[part] for key, value in inputs.items()}
+
+
+def evaluate_full_ranking(
+    score_fn: ScoreFn,
+    inputs: dict[str, np.ndarray] | np.ndarray,
+    targets: np.ndarray,
+    k: int = 10,
+    batch_size: int = 1024,
+) -> dict[str, float]:
+    """HR@k, NDCG@k and MRR of the targets ranked against every item, batch by batch."""
+    targets, inputs = np.asarray(targets), as_input_dict(inputs)
+    ranks = [rank_targets(score_fn(batch), targets[part]) for part, batch in _batches(inputs, batch_size)]
+    return metrics_from_ranks(np.concatenate(ranks) if ranks else np.array([]), k)
+
+
+def sample_negatives_excluding(
+    histories, num_items: int, num_negatives: int, rng: np.random.Generator, max_rounds: int = 1000
+) -> np.ndarray:
+    """int64[n, num_negatives] items drawn uniformly (with replacement) from items each user never had."""
+    values, offsets = flatten_sequences(histories)
+    count = len(offsets) - 1
+    rows = np.repeat(np.arange(count), np.diff(offsets))
+    seen_keys = np.unique(rows * (num_items + 1) + values)  # one key per (user, item) interacted with
+    negatives = rng.integers(1, num_items + 1, size=(count, num_negatives))
+    for _ in range(max_rounds):
+        keys = np.arange(count)[:, None] * (num_items + 1) + negatives
+        clash = np.isin(keys, seen_keys)
+        if not clash.any():
+            return negatives
+        negatives[clash] = rng.integers(1, num_items + 1, size=int(clash.sum()))
+    raise ValueError(
+        "could not draw negatives: some users interacted with (almost) every item; "
+        "use evaluate_full_ranking for this data set."
+    )
+
+
+def evaluate_sampled(
+    score_fn: ScoreFn,
+    inputs: dict[str, np.ndarray] | np.ndarray,
+    targets: np.ndarray,
+    user_histories,
+    num_negatives: int = 100,
+    max_users: int = 10_000,
+    seed: int = 0,
+    k: int = 10,
+    batch_size: int = 1024,
+    num_items: int | None = None,
+) -> dict[str, float]:
+    """The SASRec paper protocol: each target ranked against ``num_negatives`` never-seen items.
+
+    Negatives are drawn uniformly (with replacement, as in the paper's code) from the items a user
+    never interacted with. At most ``max_users`` users, drawn at random with ``seed``, are evaluated.
+    ``user_histories`` holds every item of each user (rows aligned with ``inputs``) as a ListArray,
+    list of lists or (values, offsets). ``num_items`` defaults to the scores' width minus one.
+    """
+    targets, inputs = np.asarray(targets), as_input_dict(inputs)
+    rng = np.random.default_rng(seed)
+    chosen = np.arange(len(targets))
+    if len(chosen) > max_users:
+        chosen = np.sort(rng.choice(len(targets), size=max_users, replace=False))
+    subset = {key: value[chosen] for key, value in inputs.items()}
+    if num_items is None:
+        num_items = np.asarray(score_fn({key: value[:1] for key, value in subset.items()})).shape[1] - 1
+    values, offsets = flatten_sequences(user_histories)
+    history = sub_ragged(values, offsets[:-1][chosen], offsets[1:][chosen])
+    negatives = sample_negatives_excluding(history, num_items, num_negatives, rng)  # [u, m]
+    candidates = np.concatenate([targets[chosen, None], negatives], axis=1)  # [u, 1 + m]
+    ranks = []
+    for part, batch in _batches(subset, batch_size):
+        scores = np.asarray(score_fn(batch))  # [b, N+1]
+        ranks.append(_rank_first(np.take_along_axis(scores, candidates[part], axis=1)))
+    return metrics_from_ranks(np.concatenate(ranks) if ranks else np.array([]), k)
+
+
+def _rank_first(candidate_scores: np.ndarray) -> np.ndarray:
+    """Rank of column 0 among the candidates of each row, ties pessimistic."""
+    target = candidate_scores[:, :1]
+    return 1 + (candidate_scores[:, 1:] >= target).sum(axis=1)
+
+
+def popularity_scores(train_item_seqs, num_items: int) -> np.ndarray:
+    """float32[num_items + 1] training interaction counts (column 0 = 0); ids outside 1..N are ignored.
+
+    ``train_item_seqs``: a ListArray, list of lists, (values, offsets) or an int[n, L] padded matrix.
+    """
+    if isinstance(train_item_seqs, np.ndarray) and train_item_seqs.ndim == 2:
+        values = train_item_seqs.ravel()
+    else:
+        values = flatten_sequences(train_item_seqs)[0]
+    values = values[(values >= 1) & (values <= num_items)]
+    return np.bincount(values, minlength=num_items + 1).astype(np.float32)
+
+
+def popularity_scorer(popularity: np.ndarray) -> ScoreFn:
+    """A scorer that gives every user the same popularity scores."""
+    popularity = np.asarray(popularity, dtype=np.float32)
+
+    def score(batch: dict[str, np.ndarray]) -> np.ndarray:
+        rows = len(batch["items"])
+        return np.broadcast_to(popularity, (rows, popularity.shape[0]))
+
+    return score
