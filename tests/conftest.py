@@ -4,8 +4,32 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
+
+# The suite's own embedded deployment: a tiny config (conf/test) and every path, Airflow's SQLite
+# metadata included, under one temporary folder. Set before anything imports Airflow, which reads
+# AIRFLOW_HOME once at import.
+TEST_ROOT = Path(tempfile.mkdtemp(prefix="pipeline-tests-"))
+os.environ["PIPELINE_ENV"] = "test"
+for _key in ("var_dir", "lake_dir", "gx_dir", "mlflow_dir", "reports_dir"):
+    _sub = {"var_dir": "", "lake_dir": "lake", "gx_dir": "gx", "mlflow_dir": "mlflow", "reports_dir": "reports"}[_key]
+    os.environ[f"PIPELINE__PATHS__{_key.upper()}"] = str(TEST_ROOT / "var" / _sub)
+os.environ["PIPELINE_USER_HASH_KEY"] = "test-only-hmac-key"
+os.environ.pop("AIRFLOW_HOME", None)
+os.environ.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", None)
+
+
+def _embedded_environment() -> None:
+    from pipelines.config import load_config
+    from pipelines.runtime import pipeline_environment
+
+    os.environ.update(pipeline_environment(load_config()))
+
+
+_embedded_environment()
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,102 @@
+"""
+# clickstream_nightly
+
+Turns one day of raw clickstream (`ds`, the run's logical date) into next-item recommendations:
+
+1. **validate_raw_events**: Great Expectations checks on `raw/events/dt=<ds>`; bad rows go to
+   `quarantine/events/dt=<ds>` with a reason; above the configured failure rate the run stops here.
+2. **build_features**: `spark_jobs/build_features.py` through the `spark_default` connection:
+   dedup, pseudonymise, sessions, per-user item sequences over the trailing window, stable vocabulary.
+3. **validate_features**: Great Expectations checks on the features.
+4. **train_candidate** (mapped, `gpu` pool): Caser, GRU4Rec and SASRec, each an MLflow run.
+5. **evaluate_candidates**: HR@10 / NDCG@10 against all items, popularity and the champion alongside.
+6. **promote_champion**: moves the `champion` alias only when the gate passes.
+7. **score_users**: the champion's top-K per active user to `outputs/recommendations/dt=<ds>`.
+
+Every task reads and writes only its `ds` partition, atomically, so reruns and backfills give the
+same result. Run params override the layered config (`conf/`); see README.md.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk import Param, dag, task
+
+from pipelines.config import REPO_ROOT, load_config
+from pipelines.tasks import feature_job_args
+
+CONFIG = load_config()
+DS = "{{ ds }}"
+
+
+@dag(
+    dag_id=CONFIG.airflow.dag_id,
+    schedule=CONFIG.airflow.schedule,
+    start_date=dt.datetime.combine(CONFIG.airflow.start_date, dt.time(), tzinfo=dt.UTC),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["clickstream", "recommendations", "nightly"],
+    default_args={"retries": CONFIG.airflow.retries,
+                  "retry_delay": dt.timedelta(minutes=CONFIG.airflow.retry_delay_minutes)},
+    params={"overrides": Param({}, type="object",
+                               description="Config overrides for this run, e.g. {\"training\": {\"epochs\": 5}}")},
+)
+def clickstream_nightly():
+    @task
+    def validate_raw_events(ds: str, params: dict) -> dict:
+        from pipelines import tasks
+
+        return tasks.validate_raw_events(ds, params["overrides"])
+
+    build_features = SparkSubmitOperator(
+        task_id="build_features",
+        conn_id=CONFIG.spark.conn_id,
+        application=str(REPO_ROOT / "spark_jobs" / "build_features.py"),
+        application_args=["--ds", DS, *feature_job_args(CONFIG)],
+        driver_memory=CONFIG.spark.driver_memory,
+        conf={"spark.sql.session.timeZone": "UTC", "spark.ui.showConsoleProgress": "false"},
+        name="build_features_{{ ds_nodash }}",
+    )
+
+    @task
+    def validate_features(ds: str, params: dict) -> dict:
+        from pipelines import tasks
+
+        return tasks.validate_features(ds, params["overrides"])
+
+    @task(pool=CONFIG.airflow.gpu_pool, map_index_template="{{ model_name }}")
+    def train_candidate(model_name: str, ds: str, params: dict) -> dict:
+        from pipelines import tasks
+
+        return tasks.train_candidate(ds, model_name, params["overrides"])
+
+    @task
+    def evaluate_candidates(candidates: list[dict], ds: str, params: dict) -> dict:
+        from pipelines import tasks
+
+        return tasks.evaluate_candidates(ds, list(candidates), params["overrides"])
+
+    @task
+    def promote_champion(evaluation: dict, ds: str, params: dict) -> dict:
+        from pipelines import tasks
+
+        return tasks.promote_champion(ds, evaluation, params["overrides"])
+
+    @task
+    def score_users(decision: dict, ds: str, params: dict) -> dict:
+        from pipelines import tasks
+
+        return tasks.score_users(ds, params["overrides"])
+
+    raw_checks = validate_raw_events()
+    feature_checks = validate_features()
+    raw_checks >> build_features >> feature_checks
+    candidates = train_candidate.partial().expand(model_name=CONFIG.training.models)
+    feature_checks >> candidates
+    score_users(promote_champion(evaluate_candidates(candidates)))
+
+
+clickstream_nightly()

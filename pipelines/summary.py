@@ -1,0 +1,79 @@
+"""The run summary a person reads at a glance, built from what the tasks recorded in the lake."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pipelines.config import PipelineConfig
+from pipelines.io import partition_path, write_json_atomic
+
+
+def collect_run_summary(config: PipelineConfig, ds: str, stage_seconds: dict[str, float]) -> dict[str, Any]:
+    """Gather counts, metrics, the gate's decision and output paths for ``ds`` into one dict."""
+    layout = config.layout
+    checks = partition_path(layout.lake_dir / "checks", ds)
+    evaluations = partition_path(layout.evaluations, ds)
+    summary = {
+        "ds": ds,
+        "raw_events": _read(checks / "raw_events.json"),
+        "features": _read(partition_path(layout.features, ds) / "_stats.json"),
+        "feature_checks": _read(checks / "features.json"),
+        "evaluation": _read(evaluations / "evaluation.json"),
+        "decision": _read(evaluations / "decision.json"),
+        "outputs": {"recommendations": str(partition_path(layout.recommendations, ds)),
+                    "quarantine": str(partition_path(layout.quarantine, ds)),
+                    "features": str(partition_path(layout.features, ds)),
+                    "data_docs": str(layout.gx_dir)},
+        "stage_seconds": stage_seconds,
+        "tracking_uri": config.tracking_uri,
+    }
+    write_json_atomic(layout.reports_dir / f"run-{ds}.json", summary)
+    return summary
+
+
+def format_run_summary(summary: dict[str, Any]) -> str:
+    """Render the summary as plain text for the terminal."""
+    raw, feats = summary["raw_events"], summary["features"]
+    lines = [f"Nightly run for {summary['ds']}", "",
+             "Data",
+             f"  events in {raw.get('rows_in', '?'):>10}   accepted {raw.get('rows_accepted', '?')}   "
+             f"quarantined {raw.get('rows_quarantined', '?')}",
+             f"  sessions  {feats.get('sessions', '?'):>10}   users {feats.get('users', '?')}   "
+             f"users with sequences {feats.get('users_with_sequences', '?')}   items {feats.get('items', '?')}",
+             "", *_metric_lines(summary["evaluation"]), "", *_decision_lines(summary["decision"]), "",
+             "Outputs"]
+    lines += [f"  {name:<16} {path}" for name, path in summary["outputs"].items()]
+    lines += ["", "Wall time per stage (s)"]
+    lines += [f"  {stage:<32} {seconds:8.1f}" for stage, seconds in summary["stage_seconds"].items()]
+    lines += ["", "Look closer",
+              "  make airflow-ui   Airflow at http://localhost:8080 (runs, task logs, backfills)",
+              f"  make mlflow-ui    MLflow at http://localhost:5000 (store: {summary['tracking_uri']})"]
+    return "\n".join(lines)
+
+
+def _metric_lines(evaluation: dict[str, Any]) -> list[str]:
+    if not evaluation:
+        return ["Models: no evaluation recorded (the run stopped earlier; see the task log)"]
+    k = evaluation["k"]
+    rows = [("popularity", "-", evaluation["popularity"])]
+    rows += [(c["model"], c["version"], c["test"]) for c in evaluation["candidates"]]
+    champion = evaluation.get("champion")
+    if champion and "test" in champion:
+        rows.append((f"champion ({champion.get('model')})", champion["version"], champion["test"]))
+    lines = [f"Models (test split, ranking all items, {evaluation['num_test_users']} users)",
+             f"  {'model':<22} {'version':>7} {f'HR@{k}':>8} {f'NDCG@{k}':>8}"]
+    for name, version, test in rows:
+        lines.append(f"  {name:<22} {version:>7} {test[f'hr_at_{k}']:8.4f} {test[f'ndcg_at_{k}']:8.4f}")
+    return lines
+
+
+def _decision_lines(decision: dict[str, Any]) -> list[str]:
+    if not decision:
+        return ["Gate: no decision recorded"]
+    return [f"Gate: {decision['verdict']}", f"  champion version: {decision.get('champion_version')}"]
+
+
+def _read(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.exists() else {}
