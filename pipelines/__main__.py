@@ -17,7 +17,13 @@ import time
 from pathlib import Path
 
 from pipelines.config import ConfigError, PipelineConfig, load_config
-from pipelines.runtime import EnvironmentProblem, check_java, pipeline_environment, prepare_airflow, shell_exports
+from pipelines.runtime import (
+    EnvironmentProblem,
+    check_java,
+    pipeline_environment,
+    prepare_airflow,
+    shell_exports,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +64,8 @@ def land_demo(config: PipelineConfig, ds: str) -> dict:
     demo = config.demo
     return generate_demo_clickstream(config.layout.raw_events, end_date=dt.date.fromisoformat(ds),
                                      days=demo.days, n_users=demo.n_users, n_items=demo.n_items,
-                                     events_per_day=demo.events_per_day, seed=demo.seed)
+                                     events_per_day=demo.events_per_day, seed=demo.seed,
+                                     collector_noise_rate=demo.collector_noise_rate)
 
 
 def validate_history(config: PipelineConfig, ds: str) -> None:

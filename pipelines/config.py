@@ -61,6 +61,7 @@ class DemoConfig(_Section):
     n_items: int
     events_per_day: int
     seed: int
+    collector_noise_rate: float
 
 
 class ValidationConfig(_Section):

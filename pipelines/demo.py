@@ -42,8 +42,13 @@ def generate_demo_clickstream(
     n_items: int = 1_000,
     events_per_day: int = 25_000,
     seed: int = 42,
+    collector_noise_rate: float = 0.0,
 ) -> dict:
-    """Write ``days`` daily partitions ending at ``end_date`` (inclusive); return what was written."""
+    """Write ``days`` daily partitions ending at ``end_date`` (inclusive); return what was written.
+
+    ``collector_noise_rate`` is the share of lines a real collector gets wrong (replayed events,
+    truncated lines, unknown event types, lost user ids); validation must quarantine exactly those.
+    """
     if days < 1 or events_per_day < 1:
         raise ValueError(f"days={days}, events_per_day={events_per_day}: both must be >= 1; "
                          f"pass positive values")
@@ -55,8 +60,9 @@ def generate_demo_clickstream(
     for offset in range(days):
         day = first_day + timedelta(days=offset)
         events = generate_day(catalog, users, day, events_per_day, seed)
-        path = _write_day(Path(raw_events_root), day, _to_json_lines(events, catalog, users, day))
-        events_written[day.isoformat()] = len(events.time_ms)
+        lines = _add_collector_noise(_to_json_lines(events, catalog, users, day), collector_noise_rate, seed, day)
+        path = _write_day(Path(raw_events_root), day, lines)
+        events_written[day.isoformat()] = len(lines)
         paths.append(str(path))
     return {
         "raw_events_root": str(raw_events_root), "days": list(events_written),
@@ -76,6 +82,32 @@ def _to_json_lines(events: DayEvents, catalog: DemoCatalog, users: DemoUsers, da
     columns = _raw_columns(events, catalog, users, day)
     return [json.dumps(dict(zip(RAW_COLUMNS, row, strict=True)), separators=(",", ":"))
             for row in zip(*(columns[name] for name in RAW_COLUMNS), strict=True)]
+
+
+NOISE_KINDS = ("replayed_event", "truncated_line", "unknown_event_type", "lost_user_id")
+
+
+def _add_collector_noise(lines: list[str], rate: float, seed: int, day: date) -> list[str]:
+    """Corrupt ``rate`` of the lines the way collectors do, deterministically per (seed, day)."""
+    count = int(round(rate * len(lines)))
+    if count == 0:
+        return lines
+    rng = np.random.default_rng([seed, day.toordinal(), 99])
+    picked = np.sort(rng.choice(len(lines), size=count, replace=False))
+    noisy, replays = list(lines), []
+    for number, index in enumerate(picked.tolist()):
+        kind = NOISE_KINDS[number % len(NOISE_KINDS)]
+        if kind == "replayed_event":
+            replays.append((index, lines[index]))
+        elif kind == "truncated_line":
+            noisy[index] = lines[index][: len(lines[index]) // 2]
+        else:
+            record = json.loads(lines[index])
+            record.update({"event_type": "page_ping"} if kind == "unknown_event_type" else {"user_id": None})
+            noisy[index] = json.dumps(record, separators=(",", ":"))
+    for index, line in reversed(replays):  # a replay lands a few lines after the original
+        noisy.insert(min(index + 3, len(noisy)), line)
+    return noisy
 
 
 def _raw_columns(events: DayEvents, catalog: DemoCatalog, users: DemoUsers, day: date) -> dict[str, list]:

@@ -36,12 +36,17 @@ def collect_run_summary(config: PipelineConfig, ds: str, stage_seconds: dict[str
 def format_run_summary(summary: dict[str, Any]) -> str:
     """Render the summary as plain text for the terminal."""
     raw, feats = summary["raw_events"], summary["features"]
+    reasons = ", ".join(f"{name} {count}" for name, count in sorted(raw.get("reasons", {}).items()))
     lines = [f"Nightly run for {summary['ds']}", "",
-             "Data",
-             f"  events in {raw.get('rows_in', '?'):>10}   accepted {raw.get('rows_accepted', '?')}   "
-             f"quarantined {raw.get('rows_quarantined', '?')}",
-             f"  sessions  {feats.get('sessions', '?'):>10}   users {feats.get('users', '?')}   "
-             f"users with sequences {feats.get('users_with_sequences', '?')}   items {feats.get('items', '?')}",
+             f"Data (day {summary['ds']})",
+             f"  events in {raw.get('rows_in', '?'):>9}   accepted {raw.get('rows_accepted', '?')}   "
+             f"quarantined {raw.get('rows_quarantined', '?')}" + (f" ({reasons})" if reasons else ""),
+             f"Features (trailing window {feats.get('window_start', '?')} .. {feats.get('window_end', '?')}, "
+             f"{len(feats.get('partitions_read', []))} days read)",
+             f"  events {feats.get('events_after_dedup', '?')} after dropping {feats.get('duplicates_dropped', '?')} "
+             f"duplicates   sessions {feats.get('sessions', '?')}",
+             f"  users {feats.get('users', '?')} ({feats.get('users_with_sequences', '?')} with sequences)   "
+             f"items {feats.get('items', '?')} ({feats.get('new_items', '?')} new)",
              "", *_metric_lines(summary["evaluation"]), "", *_decision_lines(summary["decision"]), "",
              "Outputs"]
     lines += [f"  {name:<16} {path}" for name, path in summary["outputs"].items()]

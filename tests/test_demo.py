@@ -145,3 +145,21 @@ def test_sessions_hold_several_events_with_gaps(events):
 def test_rejects_days_below_one(tmp_path):
     with pytest.raises(ValueError, match="days=0"):
         _generate(tmp_path, days=0)
+
+
+def test_collector_noise_is_quarantined_and_reconciles(tmp_path):
+    from datetime import UTC, datetime
+
+    from pipelines.validation import validate_raw_events
+
+    day = date(2026, 11, 25)
+    generate_demo_clickstream(tmp_path / "raw", end_date=day, days=1, n_users=200, n_items=60,
+                              events_per_day=2000, seed=3, collector_noise_rate=0.02)
+    result = validate_raw_events(
+        raw_partition=tmp_path / "raw" / "dt=2026-11-25", ds="2026-11-25",
+        interval_start=datetime(2026, 11, 25, tzinfo=UTC), interval_end=datetime(2026, 11, 26, tzinfo=UTC),
+        validated_partition=tmp_path / "validated", quarantine_partition=tmp_path / "quarantine",
+        gx_project_dir=tmp_path / "gx", max_failure_rate=0.05)
+    assert result.rows_in == result.rows_accepted + result.rows_quarantined
+    assert result.rows_quarantined > 0
+    assert {"duplicate_event_id", "malformed_json", "unknown_event_type", "missing_user_id"} <= set(result.reasons)
