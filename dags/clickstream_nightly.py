@@ -22,18 +22,22 @@ from __future__ import annotations
 import datetime as dt
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Asset, CronDataIntervalTimetable, Param, dag, task
 
 from pipelines.config import REPO_ROOT, load_config
 from pipelines.tasks import feature_job_args
 
 CONFIG = load_config()
 DS = "{{ ds }}"
+# Downstream DAGs (campaign exports, dashboards) can be scheduled on these instead of on a clock.
+FEATURES = Asset(name="clickstream_features", uri=CONFIG.layout.features.as_uri())
+RECOMMENDATIONS = Asset(name="clickstream_recommendations", uri=CONFIG.layout.recommendations.as_uri())
 
 
 @dag(
     dag_id=CONFIG.airflow.dag_id,
-    schedule=CONFIG.airflow.schedule,
+    # ds is the day processed: the run that fires at midnight covers the day that just ended.
+    schedule=CronDataIntervalTimetable(CONFIG.airflow.schedule, timezone="UTC"),
     start_date=dt.datetime.combine(CONFIG.airflow.start_date, dt.time(), tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,
@@ -59,6 +63,7 @@ def clickstream_nightly():
         driver_memory=CONFIG.spark.driver_memory,
         conf={"spark.sql.session.timeZone": "UTC", "spark.ui.showConsoleProgress": "false"},
         name="build_features_{{ ds_nodash }}",
+        outlets=[FEATURES],
     )
 
     @task
@@ -85,7 +90,7 @@ def clickstream_nightly():
 
         return tasks.promote_champion(ds, evaluation, params["overrides"])
 
-    @task
+    @task(outlets=[RECOMMENDATIONS])
     def score_users(decision: dict, ds: str, params: dict) -> dict:
         from pipelines import tasks
 
