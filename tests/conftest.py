@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import tempfile
@@ -20,6 +21,9 @@ for _key in ("var_dir", "lake_dir", "gx_dir", "mlflow_dir", "reports_dir"):
 os.environ["PIPELINE_USER_HASH_KEY"] = "test-only-hmac-key"
 os.environ.pop("AIRFLOW_HOME", None)
 os.environ.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", None)
+
+
+logging.getLogger("py4j").setLevel(logging.WARNING)  # its shutdown chatter outlives pytest's log capture
 
 
 def _embedded_environment() -> None:
