@@ -128,3 +128,34 @@ def test_popularity_counts_training_items_only_and_scores_everyone_alike():
     # ranks: item 2 -> 1; item 1 ties with item 3 -> 3 (pessimistic); item 4 ties with nothing at 0 -> 4
     assert metrics["hr_at_1"] == pytest.approx(1 / 3)
     assert metrics["mrr"] == pytest.approx((1 + 1 / 3 + 1 / 4) / 3)
+
+
+def test_evaluate_sampled_scores_at_most_10000_users_by_default():
+    users, num_items = 10_050, 300
+    inputs = {"items": np.ones((users, 1), np.int32), "user": np.zeros(users, np.int32)}
+    seen_rows = []
+
+    def scorer(batch):
+        seen_rows.append(len(batch["items"]))
+        return np.zeros((len(batch["items"]), num_items + 1), np.float32)
+
+    evaluate_sampled(scorer, inputs, np.full(users, 2), (np.ones(users, np.int64), np.arange(users + 1)),
+                     num_items=num_items)
+    assert sum(seen_rows) == 10_000
+
+
+def test_sampled_protocol_ranks_the_test_target_given_the_validation_item():
+    from pipelines.models.data import build_splits
+
+    splits = build_splits([[1, 2, 3, 4], [5, 6, 7]], np.array([0, 1]), num_items=50, max_len=4)
+    seen = []
+
+    def scorer(batch):
+        seen.append(batch["items"].copy())
+        scores = np.zeros((len(batch["items"]), 51), np.float32)
+        scores[np.arange(len(scores)), batch["items"][:, -1] + 1] = 1.0  # "next item" oracle
+        return scores
+
+    metrics = evaluate_sampled(scorer, splits.inputs("test"), splits.test_targets, splits.history, seed=1)
+    assert metrics["hr_at_10"] == 1.0  # possible only because the input ends with the validation item
+    np.testing.assert_array_equal(seen[-1][:, -1], splits.valid_targets)

@@ -239,3 +239,49 @@ def test_popularity_cannot_solve_the_toy_world(chain_splits):
         popularity_scorer(popularity), chain_splits.inputs("test"), chain_splits.test_targets
     )
     assert test["hr_at_10"] < 0.6
+
+
+# --- paper-protocol validation, fused attention, mixed precision ------------------------------------
+
+
+def test_sampled_validation_every_other_epoch_selects_on_the_paper_protocol(chain_splits):
+    config = TrainConfig(epochs=3, batch_size=64, learning_rate=5e-3, seed=3, eval_batch_size=128,
+                         validation="sampled", eval_every=2, patience=10)
+    result = train_model("sasrec", NUM_ITEMS, SMALL_PARAMS["sasrec"], config, chain_splits)
+    validated = [epoch for epoch in result.history if "val_ndcg_at_10" in epoch]
+    assert [int(epoch["epoch"]) for epoch in validated] == [2, 3]  # every 2nd epoch, and the last
+    assert result.best_epoch in (2, 3)
+    assert result.best_val_ndcg_at_10 == max(epoch["val_ndcg_at_10"] for epoch in validated)
+
+
+def test_train_config_refuses_an_unknown_validation_protocol():
+    with pytest.raises(ValueError, match="validation='paper'.*'sampled'"):
+        TrainConfig(validation="paper")
+
+
+def test_fused_and_keras_attention_give_the_contract_and_old_saves_load(tmp_path):
+    keras_attention = build_model("sasrec", NUM_ITEMS, {**SMALL_PARAMS["sasrec"], "attention": "keras"})
+    config = keras_attention.get_config()
+    del config["params"]["attention"]  # as saved before the option existed
+    rebuilt = type(keras_attention).from_config(config)
+    assert rebuilt.params["attention"] == "keras"
+    fused = build_model("sasrec", NUM_ITEMS, SMALL_PARAMS["sasrec"])
+    assert fused.params["attention"] == "fused"
+    assert len(fused.trainable_weights) < len(keras_attention.trainable_weights)  # no output projection
+
+
+def test_numpy_batches_are_used_under_a_backend_other_than_tensorflow(monkeypatch):
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    assert data_module._tensorflow_available() is False
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_one_epoch_under_mixed_bfloat16_keeps_float32_losses_and_scores(name, chain_splits):
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        result = train_model(name, NUM_ITEMS, SMALL_PARAMS[name], FAST, chain_splits)
+        scores = result.model(_inputs(4, MAX_LEN), training=False)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert np.isfinite(result.history[0]["train_loss"]) and result.history[0]["val_hr_at_10"] > 0
+    assert keras.backend.standardize_dtype(scores.dtype) == "float32"

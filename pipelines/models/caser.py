@@ -89,7 +89,7 @@ class Caser(SequenceRecommender):
         )
 
     def training_loss(self, batch, training=True):
-        x = self.encode(batch["items"], batch["user"], training=training)  # [B, 2d]
+        x = ops.cast(self.encode(batch["items"], batch["user"], training=training), "float32")  # [B, 2d]
         positives, negatives = batch["positives"], batch["negatives"]  # [B, T], [B, n]
         pos_logit = self._score(x, positives)  # [B, T]
         neg_logit = self._score(x, negatives)  # [B, n]
@@ -102,5 +102,7 @@ class Caser(SequenceRecommender):
 
     def _score(self, x, items):
         """x float[B, 2d], items int[B, m] -> float[B, m] = <x, W_item> + b_item."""
-        weights = self.output_embedding(items)  # [B, m, 2d]
-        return ops.einsum("bd,bmd->bm", x, weights) + ops.squeeze(self.output_bias(items), -1)
+        # float32 whatever the compute dtype, so the loss is float32 under mixed precision.
+        weights = ops.cast(ops.take(self.output_embedding.embeddings, items, axis=0), "float32")  # [B, m, 2d]
+        bias = ops.cast(ops.take(ops.squeeze(self.output_bias.embeddings, -1), items, axis=0), "float32")
+        return ops.einsum("bd,bmd->bm", x, weights) + bias

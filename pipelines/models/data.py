@@ -237,7 +237,10 @@ def tf_dataset(
 def training_batches(
     splits: SequenceSplits, spec: TrainingSpec, batch_size: int, seed: int, use_tf: bool | None = None
 ):
-    """One epoch of training batches: a tf.data.Dataset when TensorFlow is importable, else numpy."""
+    """One epoch of training batches: tf.data under the TensorFlow backend, else numpy batches.
+
+    Under another backend (JAX, PyTorch) TensorFlow is never imported, even where it is installed.
+    """
     arrays = training_arrays(splits, spec)
     if len(arrays["items"]) == 0:
         raise ValueError(
@@ -252,6 +255,10 @@ def training_batches(
 
 
 def _tensorflow_available() -> bool:
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return False
     try:
         import tensorflow  # noqa: F401
     except ImportError:

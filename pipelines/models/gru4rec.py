@@ -83,11 +83,12 @@ class GRU4Rec(SequenceRecommender):
         )
 
     def training_loss(self, batch, training=True):
-        hidden = self.encode(batch["items"], training=training)  # [B, L, H]
+        # Losses in float32 whatever the compute dtype (mixed precision keeps only the GRU in 16 bits).
+        hidden = ops.cast(self.encode(batch["items"], training=training), "float32")  # [B, L, H]
         positives = fit_length(batch["positives"], self.input_length)  # [B, L]
         negatives = batch["negatives"]  # [B, n], shared by the row's positions
-        pos_logit = ops.sum(hidden * self.output_embedding(positives), -1) + self._bias(positives)  # [B, L]
-        neg_logit = ops.einsum("blh,bnh->bln", hidden, self.output_embedding(negatives))
+        pos_logit = ops.sum(hidden * self._output(positives), -1) + self._bias(positives)  # [B, L]
+        neg_logit = ops.einsum("blh,bnh->bln", hidden, self._output(negatives))
         neg_logit = neg_logit + ops.expand_dims(self._bias(negatives), 1)  # [B, L, n]
         # A sampled negative that happens to be the target is not a negative.
         neg_valid = ops.not_equal(ops.expand_dims(negatives, 1), ops.expand_dims(positives, -1))  # [B, L, n]
@@ -98,8 +99,13 @@ class GRU4Rec(SequenceRecommender):
         valid = ops.cast(ops.not_equal(positives, 0), "float32")  # [B, L]
         return ops.sum(per_position * valid) / ops.maximum(ops.sum(valid), 1.0)
 
+    def _output(self, items):
+        """float32 output embeddings of items, whatever the compute dtype."""
+        return ops.cast(ops.take(self.output_embedding.embeddings, items, axis=0), "float32")  # [..., H]
+
     def _bias(self, items):
-        return ops.squeeze(self.output_bias(items), -1)  # same shape as items
+        bias = ops.take(ops.squeeze(self.output_bias.embeddings, -1), items, axis=0)  # same shape as items
+        return ops.cast(bias, "float32")
 
 
 def _bpr_max(pos_logit, neg_logit, neg_valid, reg: float):

@@ -1,8 +1,10 @@
 """Train a registered recommender with per-epoch validation, early stopping and a time budget; score.
 
-Each epoch is one pass of ``fit`` over freshly shuffled batches with fresh negatives, followed by
-full-ranking validation (NDCG@k / HR@k against every item). The best epoch's weights are restored.
-The loss is computed inside a thin wrapper model, so ``fit`` runs unchanged on any Keras backend.
+Each epoch is one pass of ``fit`` over freshly shuffled batches with fresh negatives. Every
+``eval_every`` epochs (and after the last one) the model is validated, by full ranking (NDCG@k / HR@k
+against every item) or by the SASRec paper's sampled protocol (target against 100 never-seen items,
+at most 10,000 users, the same negatives every time). The best validated epoch's weights are
+restored. The loss is computed inside a thin wrapper model, so ``fit`` runs unchanged on any backend.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from collections.abc import Callable
 import keras
 import numpy as np
 
-from pipelines.evaluation import as_input_dict, evaluate_full_ranking
+from pipelines.evaluation import as_input_dict, evaluate_full_ranking, evaluate_sampled
 from pipelines.models.base import SequenceRecommender, build_model
 from pipelines.models.data import NumpyBatches, SequenceSplits, flatten_sequences, training_batches
 
 EpochCallback = Callable[[int, dict[str, float]], None]
+VALIDATIONS = ("full", "sampled")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +34,17 @@ class TrainConfig:
     seed: int = 42  # seeds weights, shuffling, dropout and negatives
     eval_batch_size: int = 512  # users scored at once during validation
     k: int = 10  # cut-off of the validation metrics
+    validation: str = "full"  # "full": rank against every item | "sampled": the SASRec paper's protocol
+    eval_every: int = 1  # validate every this many epochs (and after the last); patience counts epochs
+    steps_per_execution: int = 8  # training steps per compiled call (fewer Python round trips)
+    jit_compile: bool | str = "auto"  # XLA for the train step; "auto" = Keras' choice (off on CPU)
+    validation_seed: int = 0  # seeds the sampled protocol's users and negatives (fixed across epochs)
+
+    def __post_init__(self):
+        if self.validation not in VALIDATIONS:
+            raise ValueError(f"TrainConfig: validation={self.validation!r} is not one of {list(VALIDATIONS)}.")
+        if self.eval_every < 1 or self.steps_per_execution < 1:
+            raise ValueError("TrainConfig: eval_every and steps_per_execution must be >= 1.")
 
 
 @dataclasses.dataclass
@@ -71,24 +85,32 @@ def train_model(
     model = build_model(name, num_items, params)
     _check_users(model, splits.users)
     trainer = _LossModel(model)
-    trainer.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+    trainer.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate),
+        steps_per_execution=config.steps_per_execution,
+        jit_compile=config.jit_compile,
+    )
     spec, key = model.training_spec(), f"val_ndcg_at_{config.k}"
     history, best_weights, best_epoch, best_ndcg = [], model.get_weights(), 0, -1.0
     started, stopped_reason = time.monotonic(), "max_epochs"
     for epoch in range(1, config.epochs + 1):
-        metrics = _run_epoch(trainer, model, splits, spec, config, epoch)
+        metrics = _train_epoch(trainer, splits, spec, config, epoch)
+        over_budget = (
+            config.time_budget_seconds is not None
+            and time.monotonic() - started >= config.time_budget_seconds
+        )
+        if epoch % config.eval_every == 0 or epoch == config.epochs or over_budget:
+            metrics.update(_validate(model, splits, config))
+            metrics["epoch_seconds"] += metrics["eval_seconds"]
         history.append(metrics)
         if on_epoch_end is not None:
             on_epoch_end(epoch, metrics)
-        if metrics[key] > best_ndcg:
+        if metrics.get(key, -1.0) > best_ndcg:
             best_weights, best_epoch, best_ndcg = model.get_weights(), epoch, metrics[key]
-        if epoch - best_epoch >= config.patience:
+        if key in metrics and epoch - best_epoch >= config.patience:
             stopped_reason = "patience"
             break
-        if (
-            config.time_budget_seconds is not None
-            and time.monotonic() - started >= config.time_budget_seconds
-        ):
+        if over_budget:
             stopped_reason = "time_budget"
             break
     model.set_weights(best_weights)
@@ -97,23 +119,32 @@ def train_model(
     )
 
 
-def _run_epoch(trainer, model, splits, spec, config: TrainConfig, epoch: int) -> dict[str, float]:
+def _train_epoch(trainer, splits, spec, config: TrainConfig, epoch: int) -> dict[str, float]:
     began = time.monotonic()
     batches = training_batches(splits, spec, config.batch_size, seed=config.seed * 1000 + epoch)
     steps = None
     if isinstance(batches, NumpyBatches):  # Keras wants generators to yield (x,) tuples
         batches, steps = ((batch,) for batch in batches), len(batches)
     fit = trainer.fit(batches, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False)  # already shuffled
-    validation = evaluate_full_ranking(
-        lambda inputs: score_items(model, inputs, config.eval_batch_size),
-        splits.inputs("valid"),
-        splits.valid_targets,
-        config.k,
-        config.eval_batch_size,
-    )
-    metrics = {"epoch": float(epoch), "train_loss": float(fit.history["loss"][-1])}
-    metrics.update({f"val_{name}": value for name, value in validation.items()})
-    metrics["epoch_seconds"] = time.monotonic() - began
+    seconds = time.monotonic() - began
+    return {"epoch": float(epoch), "train_loss": float(fit.history["loss"][-1]),
+            "fit_seconds": seconds, "epoch_seconds": seconds}
+
+
+def _validate(model, splits, config: TrainConfig) -> dict[str, float]:
+    """Validation metrics (prefixed ``val_``) under ``config.validation``, and the time they took."""
+    began = time.monotonic()
+    score_fn = lambda inputs: score_items(model, inputs, config.eval_batch_size)  # noqa: E731
+    inputs, targets = splits.inputs("valid"), splits.valid_targets
+    if config.validation == "sampled":
+        validation = evaluate_sampled(
+            score_fn, inputs, targets, splits.history, seed=config.validation_seed, k=config.k,
+            batch_size=config.eval_batch_size, num_items=splits.num_items,
+        )
+    else:
+        validation = evaluate_full_ranking(score_fn, inputs, targets, config.k, config.eval_batch_size)
+    metrics = {f"val_{name}": value for name, value in validation.items()}
+    metrics["eval_seconds"] = time.monotonic() - began
     return metrics
 
 
