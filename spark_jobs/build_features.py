@@ -1,14 +1,22 @@
-"""Nightly feature job: validated events of the trailing window -> sequences, vocabulary, popularity.
+"""Nightly feature job: validated events -> clean events of the day, then the window's features.
 
     spark-submit --master 'local[*]' spark_jobs/build_features.py --ds 2026-11-27 \\
-        --validated-root var/lake/validated --features-root var/lake/features
+        --validated-root var/lake/raw/validated --features-root var/lake/features
 
-Reads the existing ``validated_root/dt=D`` folders with ds - window_days < D <= ds, pseudonymizes
-users (HMAC-SHA256 with the key in ``$PIPELINE_USER_HASH_KEY``), drops personal data and duplicate
-events, and writes ``features_root/dt=<ds>/`` whole through a staging folder and one rename:
-``sequences/``, ``item_vocab/``, ``item_popularity/``, ``sessions_summary/`` and ``_stats.json``.
-A rerun of the same ds replaces the folder with identical content: the previous vocabulary is the
-latest one strictly before ds.
+Incremental: the day that landed (``ds``) is cleaned once (late events, replays, duplicates, bots,
+pseudonymised users, sessions; see ``pipelines.features.cleaning``) and kept as ``events/``; the
+earlier days of the trailing window are read from their own nights' ``events/`` (recomputed only when
+missing or written with other settings). From the window's clean, non-bot events it writes
+``features_root/dt=<ds>/`` whole through a staging folder and one rename:
+
+- ``sequences/`` (user_key, user_bucket, item_seq, purchased_items, item_seq_padded, seq_len)
+- ``item_vocab/`` (append-only ids, versioned with the features: the previous one is the latest before ds)
+- ``item_popularity/`` (whole window) and ``item_popularity_windows/`` (1/7/30 days)
+- ``user_rfm/`` (recency, frequency, monetary, favourite categories), ``campaign_performance/``
+- ``sessions_summary/``, ``events/`` and ``_stats.json`` (counts that reconcile, and the settings)
+
+A rerun of the same ds replaces the folder with identical content. ``--outputs core`` writes only
+events, vocabulary, sequences and popularity (what the benchmark compares with DuckDB).
 
 spark-submit runs this file directly, so the repository root is put on ``sys.path`` when
 ``pipelines`` is not installed; the executors need nothing from the repo (no Python UDFs).
@@ -32,13 +40,12 @@ from pyspark.sql import SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
 from pipelines import columns as C  # noqa: E402
-from pipelines.features import partitions, transforms, vocab  # noqa: E402
+from pipelines.features import clean_events, partitions, transforms, vocab, window_outputs  # noqa: E402
+from pipelines.features.cleaning import IS_BOT, LANDED_DT  # noqa: E402
 from pipelines.io import partition_path, publish_partition, staging_path_for, write_json_atomic  # noqa: E402
 
-INPUT_COLUMNS = (C.EVENT_ID, C.EVENT_TIME, C.USER_ID, C.EVENT_TYPE, C.ITEM_ID, C.CATEGORY)
-VOCAB_DIR, SEQUENCES_DIR, POPULARITY_DIR, SESSIONS_DIR = (
-    "item_vocab", "sequences", "item_popularity", "sessions_summary",
-)
+VOCAB_DIR, SEQUENCES_DIR, EVENTS_DIR = "item_vocab", "sequences", clean_events.EVENTS_DIR
+VOLUME_ALERT_FACTOR = 10  # a day with this many times the window's median volume is flagged in the stats
 # The HMAC pads are 64-byte literals (128 hex digits) in the plan: keep them out of logs and the UI.
 _REDACT_KEY_PADS = "(?i)[0-9a-f]{128}"
 
@@ -50,6 +57,30 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value}: must be >= 0")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value}: must be > 0")
+    return value
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated days, e.g. 1,7,30") from None
+    if not values or values[0] < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected positive days, e.g. 1,7,30")
+    return values
+
+
 def _iso_date(text: str) -> str:
     try:
         return dt.date.fromisoformat(text).isoformat()
@@ -59,20 +90,25 @@ def _iso_date(text: str) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ds", type=_iso_date, required=True, help="logical date YYYY-MM-DD (window end)")
-    parser.add_argument("--validated-root", type=Path, required=True, help="folder of validated dt=* folders")
-    parser.add_argument("--features-root", type=Path, required=True, help="folder the dt=<ds> output goes to")
-    parser.add_argument("--window-days", type=_positive_int, default=90, help="trailing days read (default 90)")
-    parser.add_argument("--session-gap-minutes", type=_positive_int, default=30, help="inactivity that splits sessions")
-    parser.add_argument("--max-seq-len", type=_positive_int, default=50, help="items kept per user, plus 2 held out")
-    parser.add_argument("--min-seq-len", type=_positive_int, default=3, help="users with fewer items are dropped")
-    parser.add_argument("--user-buckets", type=_positive_int, default=100_000, help="number of user buckets")
-    parser.add_argument(
-        "--sequence-event-types", default=",".join(transforms.DEFAULT_SEQUENCE_EVENT_TYPES),
-        help=f"comma list of events forming sequences; allowed: {','.join(C.ITEM_EVENT_TYPES)}",
-    )
-    parser.add_argument("--hash-key-env", default="PIPELINE_USER_HASH_KEY", help="env variable with the HMAC key")
-    parser.add_argument("--shuffle-partitions", type=_positive_int, default=8, help="spark.sql.shuffle.partitions")
+    add = parser.add_argument
+    add("--ds", type=_iso_date, required=True, help="logical date YYYY-MM-DD (window end)")
+    add("--validated-root", type=Path, required=True, help="folder of validated dt=* folders")
+    add("--features-root", type=Path, required=True, help="folder the dt=<ds> output goes to")
+    add("--window-days", type=_positive_int, default=90, help="trailing days read (default 90)")
+    add("--session-gap-minutes", type=_positive_int, default=30, help="inactivity that splits sessions")
+    add("--max-seq-len", type=_positive_int, default=50, help="items kept per user, plus 2 held out")
+    add("--min-seq-len", type=_positive_int, default=3, help="users with fewer items are dropped")
+    add("--user-buckets", type=_positive_int, default=100_000, help="number of user buckets")
+    add("--sequence-event-types", default=",".join(transforms.DEFAULT_SEQUENCE_EVENT_TYPES),
+        help=f"comma list of events forming sequences; allowed: {','.join(C.ITEM_EVENT_TYPES)}")
+    add("--hash-key-env", default="PIPELINE_USER_HASH_KEY", help="env variable with the HMAC key")
+    add("--shuffle-partitions", type=_positive_int, default=8, help="spark.sql.shuffle.partitions")
+    add("--late-event-days", type=_non_negative_int, default=1, help="days an event may land after its day")
+    add("--bot-max-events-per-minute", type=_positive_float, default=30.0, help="faster sessions are bots")
+    add("--bot-min-events", type=_positive_int, default=10, help="sessions shorter than this are never bots")
+    add("--popularity-windows", type=_int_list, default=[1, 7, 30], help="days, e.g. 1,7,30")
+    add("--favourite-categories", type=_positive_int, default=3, help="top categories kept per user")
+    add("--outputs", choices=["all", "core"], default="all", help="core: events, vocab, sequences, popularity")
     args = parser.parse_args(argv)
     args.sequence_event_types = [t.strip() for t in args.sequence_event_types.split(",") if t.strip()]
     unknown = sorted(set(args.sequence_event_types) - set(C.ITEM_EVENT_TYPES))
@@ -94,34 +130,20 @@ def _hash_key(env_name: str) -> bytes:
     return key.encode("utf-8")
 
 
-def _input_partitions(args: argparse.Namespace) -> list[Path]:
+def _check_today(args: argparse.Namespace) -> None:
     today = partition_path(args.validated_root, args.ds)
     if not today.is_dir():
         raise SystemExit(
             f"build_features: {today} does not exist: there are no validated events for ds={args.ds}. "
             f"Run the validation task for {args.ds} first, then rerun this job."
         )
-    return partitions.window_partitions(args.validated_root, args.ds, args.window_days)
 
 
-def _read_events(spark, paths: list[Path]):
-    raw = spark.read.parquet(*[str(p) for p in paths])
-    missing = [c for c in INPUT_COLUMNS if c not in raw.columns]
-    types = dict(raw.dtypes)
-    if missing or types.get(C.EVENT_TIME) not in (None, "timestamp"):
-        raise SystemExit(
-            f"build_features: validated partitions {[p.name for p in paths]} under {paths[0].parent}: "
-            f"missing columns {missing}, {C.EVENT_TIME} type {types.get(C.EVENT_TIME)!r} (want timestamp). "
-            f"Rerun validation for those days with the current schema."
-        )
-    return raw
-
-
-def _prepare_events(raw, args, key: bytes):
-    """Raw rows -> pseudonymized, deduplicated events with session keys (what every output reads)."""
-    events = transforms.drop_personal_data(raw)
-    events = transforms.pseudonymize_users(events.select(*INPUT_COLUMNS), key, args.user_buckets)
-    return transforms.build_sessions(transforms.drop_duplicate_events(events), args.session_gap_minutes)
+def _clean_params(args: argparse.Namespace) -> clean_events.CleanParams:
+    return clean_events.CleanParams(
+        late_event_days=args.late_event_days, session_gap_minutes=args.session_gap_minutes,
+        user_buckets=args.user_buckets, bot_max_events_per_minute=args.bot_max_events_per_minute,
+        bot_min_events=args.bot_min_events)
 
 
 def _write(df, path: Path) -> None:
@@ -129,53 +151,84 @@ def _write(df, path: Path) -> None:
     df.repartition(1).write.mode("errorifexists").parquet(str(path))
 
 
-def _build(spark, args, key: bytes, paths: list[Path], staging: Path) -> dict:
-    raw = _read_events(spark, paths)
+def _window_events(spark, args, key: bytes, staging: Path, stats: dict):
+    """Clean the days that need it, store today's; the window's clean non-bot events and what to unpersist."""
+    params = _clean_params(args)
+    stats["clean_signature"] = signature = params.signature(key)
+    compute, reuse = clean_events.plan_days(args.validated_root, args.features_root, args.ds, args.window_days,
+                                            signature)
+    raw = clean_events.read_validated(spark, compute)
+    earlier = clean_events.earlier_event_ids(spark, args.validated_root, compute, args.late_event_days)
+    batch = clean_events.clean_batch(raw, earlier, key, params)
+    today = batch.events.filter(F.col(LANDED_DT) == args.ds)
+    # The sessions' own order (user, landed day, time, id): rows come out of that window so, no second sort.
+    today.sortWithinPartitions(C.USER_KEY, LANDED_DT, C.EVENT_TIME, C.EVENT_ID).write.parquet(str(staging / EVENTS_DIR))
+    stored = clean_events.read_clean_events(spark, reuse)
+    events = batch.events if stored is None else batch.events.unionByName(stored)
+    start, _ = partitions.window_bounds(args.ds, args.window_days)
+    window = events.filter(~F.col(IS_BOT) & (F.col(C.EVENT_TIME) >= F.to_timestamp(F.lit(start))))
+    if stored is not None:  # else it derives cheaply from the batch's cached sessions: no second cache
+        window = window.persist()
+    stats.update(batch.counts)
+    stats.update({"partitions_read": [p.name for p in compute], "clean_events_reused": sorted(reuse),
+                  "events_in_window": window.count()})
+    return window, [window, *batch.cached]
+
+
+def _volume(args: argparse.Namespace, events_today: int) -> dict:
+    """Today's landed volume against the median of the window's other days (from validation's counts)."""
+    import json
+    import statistics
+
+    others = []
+    for folder in partitions.window_partitions(args.validated_root, args.ds, args.window_days):
+        counts = folder / "_counts.json"
+        if folder.name != f"dt={args.ds}" and counts.exists():
+            others.append(json.loads(counts.read_text()).get("rows_accepted", 0))
+    median = statistics.median(others) if others else None
+    ratio = round(events_today / median, 2) if median else None
+    alert = ratio is not None and ratio >= VOLUME_ALERT_FACTOR
+    if alert:
+        print(f"build_features: WARNING dt={args.ds} has {ratio}x the median daily volume ({median}); "
+              f"check the collector for replays or a bot before trusting tonight's features")
+    return {"events_landed_today": events_today, "median_daily_events": median, "volume_ratio": ratio,
+            "volume_alert": alert}
+
+
+def _build(spark, args, key: bytes, staging: Path) -> dict:
+    stats: dict = {}
+    events, cached = _window_events(spark, args, key, staging, stats)
     previous_dir = partitions.latest_partition_before(args.features_root, args.ds, VOCAB_DIR)
     previous = spark.read.parquet(str(previous_dir / VOCAB_DIR)) if previous_dir else None
-    events = _prepare_events(raw, args, key).persist()
     try:
-        events_in, events_after = raw.count(), events.count()
         _write(vocab.update_item_vocab(previous, events, args.ds).orderBy(C.ITEM_IDX), staging / VOCAB_DIR)
         item_vocab = spark.read.parquet(str(staging / VOCAB_DIR))
-        sequences = transforms.build_item_sequences(
-            events, item_vocab, args.sequence_event_types, args.max_seq_len, args.min_seq_len
-        )
-        _write(sequences.sortWithinPartitions(C.USER_KEY), staging / SEQUENCES_DIR)
-        _write(vocab.item_popularity(events, item_vocab), staging / POPULARITY_DIR)
-        _write(transforms.summarize_sessions(events), staging / SESSIONS_DIR)
-        totals = events.agg(
-            F.countDistinct(C.SESSION_KEY).alias("sessions"),
-            F.countDistinct(C.USER_KEY).alias("users"),
-        ).first()
+        outputs = window_outputs.build_outputs(events, item_vocab, args)
+        for name, frame in outputs.items():
+            _write(frame, staging / name)
+        totals = window_outputs.window_totals(events)
     finally:
-        events.unpersist()
+        for frame in cached:
+            frame.unpersist()
     items = item_vocab.count()
     start, end = partitions.window_bounds(args.ds, args.window_days)
+    events_today = spark.read.parquet(str(staging / EVENTS_DIR)).count()
     return {
-        "ds": args.ds,
-        "window_start": start,
-        "window_end": end,
-        "window_days": args.window_days,
-        "partitions_read": [p.name for p in paths],
+        "ds": args.ds, "window_start": start, "window_end": end, "window_days": args.window_days, **stats,
+        **totals, **_volume(args, events_today),
         "previous_vocab": previous_dir.name if previous_dir else None,
-        "events_in": events_in,
-        "duplicates_dropped": events_in - events_after,
-        "events_after_dedup": events_after,
-        "sessions": totals["sessions"],
-        "users": totals["users"],
         "users_with_sequences": spark.read.parquet(str(staging / SEQUENCES_DIR)).count(),
         "items": items,
         "new_items": items - (previous.count() if previous is not None else 0),
-        "personal_data_columns_dropped": [c for c in C.PERSONAL_DATA_COLUMNS if c in raw.columns],
+        "items_without_category": item_vocab.filter(F.col(C.CATEGORY).isNull()).count(),
+        "vocab_version": args.ds,
+        "outputs": sorted(["_stats.json", EVENTS_DIR, VOCAB_DIR, *outputs]),
+        "personal_data_columns_dropped": list(C.PERSONAL_DATA_COLUMNS),
         "user_id_replaced_by": [C.USER_KEY, C.USER_BUCKET],
-        "params": {
-            "session_gap_minutes": args.session_gap_minutes,
-            "max_seq_len": args.max_seq_len,
-            "min_seq_len": args.min_seq_len,
-            "user_buckets": args.user_buckets,
-            "sequence_event_types": args.sequence_event_types,
-        },
+        "params": {k: getattr(args, k) for k in (
+            "session_gap_minutes", "max_seq_len", "min_seq_len", "user_buckets", "sequence_event_types",
+            "late_event_days", "bot_max_events_per_minute", "bot_min_events", "popularity_windows",
+            "favourite_categories", "outputs")},
     }
 
 
@@ -183,7 +236,7 @@ def main(argv: list[str] | None = None) -> dict:
     """Run the job; returns the stats written to ``_stats.json``. Errors exit with a message."""
     args = parse_args(argv)
     key = _hash_key(args.hash_key_env)
-    paths = _input_partitions(args)
+    _check_today(args)
     owns_session = SparkSession.getActiveSession() is None  # leave a caller's (a test's) session running
     spark = (
         SparkSession.builder.appName(f"build_features ds={args.ds}")
@@ -195,7 +248,7 @@ def main(argv: list[str] | None = None) -> dict:
     target = partition_path(args.features_root, args.ds)
     staging = staging_path_for(target)
     try:
-        stats = _build(spark, args, key, paths, staging)
+        stats = _build(spark, args, key, staging)
         write_json_atomic(staging / "_stats.json", stats)
         publish_partition(staging, target)
     except BaseException:

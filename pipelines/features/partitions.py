@@ -40,9 +40,13 @@ def window_bounds(ds: str, window_days: int) -> tuple[str, str]:
 
 def window_partitions(root: Path, ds: str, window_days: int) -> list[Path]:
     """Existing day folders of ``root`` inside the trailing window ending at ``ds``, oldest first."""
-    start, end = window_bounds(ds, window_days)
+    return partitions_between(root, *window_bounds(ds, window_days))
+
+
+def partitions_between(root: Path, first: str, last: str) -> list[Path]:
+    """Existing day folders of ``root`` with ``first <= day <= last``, oldest first."""
     folders = _day_folders(root)
-    return [folders[day] for day in sorted(folders) if start <= day <= end]
+    return [folders[day] for day in sorted(folders) if first <= day <= last]
 
 
 def latest_partition_before(root: Path, ds: str, required_child: str) -> Path | None:

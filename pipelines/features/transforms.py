@@ -1,4 +1,4 @@
-"""Pure ``DataFrame -> DataFrame`` feature steps: privacy, dedup, sessions and item sequences.
+"""Pure ``DataFrame -> DataFrame`` feature steps: privacy, sessions and item sequences (dedup: ``cleaning``).
 
 Every function takes its column names as defaulted parameters (from ``pipelines.columns``) and never
 creates a Spark session, so a test calls it on a three-row frame. Orderings that could tie are broken
@@ -17,6 +17,8 @@ from pipelines import columns as C
 
 DEFAULT_SEQUENCE_EVENT_TYPES = (C.PRODUCT_VIEW, C.ADD_TO_CART, C.PURCHASE)
 _SHA256_BLOCK_BYTES = 64
+ITEM_SEQ_PADDED = "item_seq_padded"  # the sequence's last max_seq_len + 2 items, left-padded with 0
+SEQ_LEN = "seq_len"  # items in item_seq
 # Hex digits of the user key that feed the bucket: 15 hex digits = 60 bits, fits a signed bigint.
 _BUCKET_HEX_DIGITS = 15
 
@@ -77,15 +79,6 @@ def pseudonymize_users(
     )
 
 
-def drop_duplicate_events(
-    df: DataFrame, event_id_col: str = C.EVENT_ID, time_col: str = C.EVENT_TIME
-) -> DataFrame:
-    """Keep one row per ``event_id``: the earliest, ties broken by every other column (deterministic)."""
-    tie_breakers = [F.col(c).asc_nulls_last() for c in sorted(df.columns) if c not in (event_id_col, time_col)]
-    order = Window.partitionBy(event_id_col).orderBy(F.col(time_col).asc_nulls_last(), *tie_breakers)
-    return df.withColumn("_rn", F.row_number().over(order)).filter(F.col("_rn") == 1).drop("_rn")
-
-
 def build_sessions(
     df: DataFrame,
     gap_minutes: int = 30,
@@ -93,23 +86,30 @@ def build_sessions(
     time_col: str = C.EVENT_TIME,
     event_id_col: str = C.EVENT_ID,
     session_col: str = C.SESSION_KEY,
+    split_col: str | None = None,
 ) -> DataFrame:
     """Add ``session_key``: a user's events split where the inactivity gap is *longer* than ``gap_minutes``.
 
     A gap of exactly ``gap_minutes`` stays in the session; one microsecond more starts a new one. Input
     order does not matter (events are ordered by time, then event_id). The key is
     ``<user_key>:<session start, epoch microseconds>``, so it does not depend on the window start.
+    With ``split_col`` (the landing day), sessions never span two of its values: events are ordered by
+    it first and a change starts a new session, so each landed day's sessions are computed once.
+    One window (one sort per user), no second pass: the start is a running max of session starts.
     """
     if gap_minutes <= 0:
         raise ValueError(f"gap_minutes={gap_minutes}: must be > 0")
-    by_time = Window.partitionBy(user_col).orderBy(time_col, event_id_col)
+    order = ([split_col] if split_col else []) + [time_col, event_id_col]
+    by_time = Window.partitionBy(user_col).orderBy(*order)
+    running = by_time.rowsBetween(Window.unboundedPreceding, Window.currentRow)
     micros = F.unix_micros(F.col(time_col))
     prev_micros = F.lag(micros).over(by_time)
-    is_new = (prev_micros.isNull() | (micros - prev_micros > gap_minutes * 60 * 1_000_000)).cast("int")
-    with_idx = df.withColumn("_new", is_new).withColumn("_sess", F.sum("_new").over(by_time))
-    start = F.min(micros).over(Window.partitionBy(user_col, "_sess"))
+    is_new = prev_micros.isNull() | (micros - prev_micros > gap_minutes * 60 * 1_000_000)
+    if split_col:
+        is_new = is_new | (F.lag(split_col).over(by_time) != F.col(split_col))
+    start = F.max(F.when(F.col("_new"), micros)).over(running)
     key = F.concat_ws(":", F.col(user_col), start.cast("string"))
-    return with_idx.withColumn(session_col, key).drop("_new", "_sess")
+    return df.withColumn("_new", is_new).withColumn(session_col, key).drop("_new")
 
 
 def summarize_sessions(
@@ -166,31 +166,38 @@ def build_item_sequences(
     if max_seq_len < 1 or min_seq_len < 1:
         raise ValueError(f"max_seq_len={max_seq_len}, min_seq_len={min_seq_len}: both must be >= 1")
     indexed = events.filter(F.col(item_col).isNotNull()).join(
-        vocab.select(item_col, F.col(idx_col).cast("int").alias(idx_col)), item_col, "inner"
+        F.broadcast(vocab.select(item_col, F.col(idx_col).cast("int").alias(idx_col))), item_col, "inner"
     )
-    seq_events = indexed.filter(F.col(type_col).isin(list(event_types)))
+    # One shuffle by user: the ordered sequence and the purchases come out of the same aggregation;
+    # repeats are collapsed on the sorted array (no window, so no second sort of the events).
+    in_sequence = F.col(type_col).isin(list(event_types))
+    ordered = F.sort_array(F.collect_list(F.when(in_sequence, F.struct(time_col, event_id_col, idx_col))))
+    bought = F.array_sort(F.collect_set(F.when(F.col(type_col) == purchase_type, F.col(idx_col))))
+    per_user = indexed.groupBy(user_col, bucket_col).agg(
+        F.transform(ordered, lambda s: s[idx_col]).alias("_all"), bought.alias(purchased_col))
+    items = F.col("_all")
     if collapse_repeats:
-        by_time = Window.partitionBy(user_col).orderBy(time_col, event_id_col)
-        seq_events = (
-            seq_events.withColumn("_prev", F.lag(idx_col).over(by_time))
-            .filter(F.col("_prev").isNull() | (F.col("_prev") != F.col(idx_col)))
-            .drop("_prev")
-        )
+        items = F.filter("_all", lambda x, i: (i == 0) | (x != F.col("_all")[i - 1]))
     keep = max_seq_len + 2
-    ordered = F.sort_array(F.collect_list(F.struct(time_col, event_id_col, idx_col)))
-    sequences = (
-        seq_events.groupBy(user_col, bucket_col)
-        .agg(F.transform(ordered, lambda s: s[idx_col]).alias("_all"))
+    return (
+        per_user.withColumn("_all", items)
         .filter(F.size("_all") >= min_seq_len)
-        .withColumn(seq_col, F.slice("_all", F.greatest(F.size("_all") - keep + 1, F.lit(1)), F.lit(keep)))
-        .drop("_all")
+        .select(user_col, bucket_col,
+                F.slice("_all", F.greatest(F.size("_all") - keep + 1, F.lit(1)), F.lit(keep)).alias(seq_col),
+                purchased_col)
     )
-    purchases = (
-        indexed.filter(F.col(type_col) == purchase_type)
-        .groupBy(user_col)
-        .agg(F.array_sort(F.collect_set(idx_col)).alias(purchased_col))
-    )
-    empty = F.array().cast("array<int>")
-    return sequences.join(purchases, user_col, "left").select(
-        user_col, bucket_col, seq_col, F.coalesce(purchased_col, empty).alias(purchased_col)
-    )
+
+
+def add_padded_sequence(sequences: DataFrame, width: int, seq_col: str = C.ITEM_SEQ,
+                        padded_col: str = ITEM_SEQ_PADDED, length_col: str = SEQ_LEN) -> DataFrame:
+    """Add ``item_seq_padded``: the last ``width`` items left-padded with 0 to exactly ``width``, and ``seq_len``.
+
+    A fixed-length int array column reads straight into an int32[n, width] matrix (one reshape of the
+    Arrow values), so the trainer needs no per-row Python work.
+    """
+    if width < 1:
+        raise ValueError(f"width={width}: must be >= 1")
+    tail = F.slice(seq_col, F.greatest(F.size(seq_col) - width + 1, F.lit(1)), width)
+    padding = F.array_repeat(F.lit(0), F.lit(width) - F.size(tail))
+    return sequences.withColumn(padded_col, F.concat(padding, tail).cast("array<int>")).withColumn(
+        length_col, F.size(seq_col))
