@@ -15,7 +15,7 @@ MLFLOW_PORT ?= 5000
 .PHONY: help setup run test test-fast lint airflow-ui mlflow-ui land-demo clean check-java
 
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-20s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "  Variables: DS=YYYY-MM-DD (logical date, default yesterday UTC), PIPELINE_ENV, PYTEST_ARGS"
 
 check-java: ## Check that Java 17+ is installed (Spark needs it)
@@ -55,5 +55,64 @@ airflow-ui: setup ## Airflow standalone (UI at http://localhost:8080) serving th
 mlflow-ui: setup ## MLflow UI (http://localhost:$(MLFLOW_PORT)) over the local tracking store
 	$(VENV)/bin/mlflow ui --backend-store-uri "$$($(PY) -c 'from pipelines.config import load_config; print(load_config().tracking_uri)')" --port $(MLFLOW_PORT)
 
+# --- Promotion control and the run report (pipelines/registry.py, pipelines/report.py) ---
+REASON ?=
+TO_VERSION ?=
+.PHONY: rollback report
+
+rollback: setup ## Move the champion back to the previous approved version: make rollback REASON='...' [TO_VERSION=N]
+	@test -n "$(REASON)" || { echo "error: say why: make rollback REASON='stale recommendations since 2026-11-27'" >&2; exit 2; }
+	$(PY) -m pipelines rollback --reason "$(REASON)" $(if $(TO_VERSION),--to-version $(TO_VERSION))
+
+report: setup ## (Re)write the run report of DS (var/reports/run-DS.html and .md) from the lake and MLflow
+	$(PY) -m pipelines report --ds $(DS)
+
+# --- Bring your own clickstream, Spark cluster, feature benchmark ---------------------------------
+MAPPING ?=
+INPUT ?=
+BENCH_ARGS ?=
+.PHONY: import run-imported spark-cluster spark-cluster-stop bench-features
+
+import: setup ## Land an export in the raw zone by day: make import MAPPING=conf/mappings/rees46.yaml INPUT=events.csv
+	@test -n "$(MAPPING)" -a -n "$(INPUT)" || { echo "usage: make import MAPPING=conf/mappings/<name>.yaml INPUT=<export file>" >&2; exit 2; }
+	$(PY) -m pipelines.importers --mapping $(MAPPING) --input $(INPUT)
+
+run-imported: setup ## Validate the imported days of DS's window and run the nightly DAG for DS (no demo landed)
+	$(PY) -m pipelines.importers.nightly --ds $(DS)
+
+spark-cluster: setup ## Start a Spark standalone master + worker on 127.0.0.1:7077 (pids and logs in var/spark-cluster)
+	$(PY) -m pipelines.spark_cluster start
+
+spark-cluster-stop: ## Stop exactly the master and worker that make spark-cluster started
+	$(PY) -m pipelines.spark_cluster stop
+
+bench-features: setup ## Spark job vs DuckDB SQL on 1M and 10M generated events (BENCH_ARGS=--with-50m adds 50M)
+	$(PY) -m benchmarks.run $(BENCH_ARGS)
+# --- end of the clickstream/cluster/benchmark block ------------------------------------------------
+
 clean: ## Remove var/ (lake, Airflow and MLflow state); keeps the virtualenv
 	rm -rf var
+
+# --- Paper reproduction and model benchmarks (pipelines/reproduce.py, pipelines/bench_models.py) ---
+DATASET ?= ../shared/datasets/amazon-games/sequences.txt
+MODELS ?= popularity,sasrec,gru4rec,caser
+REPRODUCE_BUDGET ?= sasrec=1200,gru4rec=780,caser=600
+REPRODUCE_ARGS ?=
+MODEL_BENCH_ARGS ?=
+GPU_VENV ?= .venv-gpu
+
+.PHONY: reproduce bench-models bench-gpu
+
+reproduce: setup ## Train popularity, Caser, GRU4Rec+, SASRec with paper settings on DATASET; table + var/reports/reproduce-<dataset>.json
+	$(PY) -m pipelines.reproduce --dataset $(DATASET) --models $(MODELS) --time-budget-seconds $(REPRODUCE_BUDGET) $(REPRODUCE_ARGS)
+
+bench-models: setup ## Time one training epoch of each model on DATASET side by side (sequences/s)
+	$(PY) -m pipelines.bench_models --dataset $(DATASET) $(MODEL_BENCH_ARGS)
+
+bench-gpu: setup ## The same benchmark on an NVIDIA GPU under KERAS_BACKEND=jax, mixed precision (run on the GPU host; see README)
+	@$(GPU_VENV)/bin/python -c "import jax; assert jax.devices('gpu')" 2>/dev/null || { \
+	  echo "error: $(GPU_VENV)/bin/python has no JAX that sees a GPU. On the GPU host (JAX installed, no TensorFlow):" >&2; \
+	  echo "  python -m venv --system-site-packages $(GPU_VENV) && $(GPU_VENV)/bin/pip install --no-index --find-links wheels keras pyarrow" >&2; \
+	  echo "  where wheels/ holds the Keras wheel and its pure-Python deps carried from here (see README), then rerun" >&2; exit 1; }
+	KERAS_BACKEND=jax $(GPU_VENV)/bin/python -m pipelines.bench_models --dataset $(DATASET) --mixed-precision $(MODEL_BENCH_ARGS)
+# --- end of the paper reproduction block ------------------------------------------------------

@@ -10,8 +10,11 @@ Turns one day of raw clickstream (`ds`, the run's logical date) into next-item r
 3. **validate_features**: Great Expectations checks on the features.
 4. **train_candidate** (mapped, `gpu` pool): Caser, GRU4Rec and SASRec, each an MLflow run.
 5. **evaluate_candidates**: HR@10 / NDCG@10 against all items, popularity and the champion alongside.
-6. **promote_champion**: moves the `champion` alias only when the gate passes.
+6. **promote_champion**: moves the `champion` alias only when the gate passes (or when the run's
+   `promotion_mode` is `force`; `forbid` promotes nothing; both need `promotion_reason`).
 7. **score_users**: the champion's top-K per active user to `outputs/recommendations/dt=<ds>`.
+8. **write_run_report** (teardown: runs whatever happened, does not decide the run's state): the run
+   report `reports/run-<ds>.html` (and `.md`, and in MLflow) with the checks, metrics, gate and plots.
 
 Every task reads and writes only its `ds` partition, atomically, so reruns and backfills give the
 same result. Run params override the layered config (`conf/`); see README.md.
@@ -22,7 +25,7 @@ from __future__ import annotations
 import datetime as dt
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import Asset, CronDataIntervalTimetable, Param, dag, task
+from airflow.sdk import Asset, CronDataIntervalTimetable, Param, dag, task, teardown
 
 from pipelines.config import REPO_ROOT, load_config
 from pipelines.tasks import feature_job_args
@@ -46,14 +49,18 @@ RECOMMENDATIONS = Asset(name="clickstream_recommendations", uri=CONFIG.layout.re
     default_args={"retries": CONFIG.airflow.retries,
                   "retry_delay": dt.timedelta(minutes=CONFIG.airflow.retry_delay_minutes)},
     params={"overrides": Param({}, type="object",
-                               description="Config overrides for this run, e.g. {\"training\": {\"epochs\": 5}}")},
+                               description="Config overrides for this run, e.g. {\"training\": {\"epochs\": 5}}"),
+            "promotion_mode": Param("auto", enum=["auto", "force", "forbid"],
+                                    description="auto: the gate decides; force / forbid: a person does (give a reason)"),
+            "promotion_reason": Param("", type="string", description="Why promotion is forced or forbidden")},
 )
 def clickstream_nightly():
     @task
     def validate_raw_events(ds: str, params: dict) -> dict:
         from pipelines import tasks
 
-        return tasks.validate_raw_events(ds, params["overrides"])
+        with tasks.no_retry_on_bad_data():
+            return tasks.validate_raw_events(ds, params["overrides"])
 
     build_features = SparkSubmitOperator(
         task_id="build_features",
@@ -70,7 +77,8 @@ def clickstream_nightly():
     def validate_features(ds: str, params: dict) -> dict:
         from pipelines import tasks
 
-        return tasks.validate_features(ds, params["overrides"])
+        with tasks.no_retry_on_bad_data():
+            return tasks.validate_features(ds, params["overrides"])
 
     @task(pool=CONFIG.airflow.gpu_pool, map_index_template="{{ model_name }}")
     def train_candidate(model_name: str, ds: str, params: dict) -> dict:
@@ -85,10 +93,12 @@ def clickstream_nightly():
         return tasks.evaluate_candidates(ds, list(candidates), params["overrides"])
 
     @task
-    def promote_champion(evaluation: dict, ds: str, params: dict) -> dict:
+    def promote_champion(evaluation: dict, ds: str, params: dict, dag_run=None) -> dict:
         from pipelines import tasks
 
-        return tasks.promote_champion(ds, evaluation, params["overrides"])
+        control = {"mode": params["promotion_mode"], "reason": params["promotion_reason"],
+                   "who": getattr(dag_run, "triggering_user_name", None), "run_id": getattr(dag_run, "run_id", None)}
+        return tasks.promote_champion(ds, evaluation, params["overrides"], control)
 
     @task(outlets=[RECOMMENDATIONS])
     def score_users(decision: dict, ds: str, params: dict) -> dict:
@@ -96,12 +106,18 @@ def clickstream_nightly():
 
         return tasks.score_users(ds, params["overrides"])
 
+    @teardown
+    def write_run_report(ds: str, params: dict, dag_run=None) -> dict:
+        from pipelines import tasks
+
+        return tasks.write_run_report(ds, params["overrides"], getattr(dag_run, "start_date", None))
+
     raw_checks = validate_raw_events()
     feature_checks = validate_features()
     raw_checks >> build_features >> feature_checks
     candidates = train_candidate.partial().expand(model_name=CONFIG.training.models)
     feature_checks >> candidates
-    score_users(promote_champion(evaluate_candidates(candidates)))
+    score_users(promote_champion(evaluate_candidates(candidates))) >> write_run_report()
 
 
 clickstream_nightly()

@@ -74,7 +74,10 @@ def _train_and_log(config, features, model_name, params, train_settings, identit
 
     splits = build_day_splits(config, features)
     k = config.evaluation.k
-    with mlflow.start_run(run_name=f"{model_name}-{features.ds}", tags=identity) as run:
+    lineage = lineage_tags(features)
+    with mlflow.start_run(run_name=f"{model_name}-{features.ds}", tags={**identity, **lineage}) as run:
+        mlflow.log_input(training_dataset(features), context="training")
+        _log_data_checks(config, features.ds)
         mlflow.log_params({"model": model_name, **params, **train_settings,
                            "num_items": features.num_items, "num_users": len(splits.test_targets)})
         result = train_model(model_name, features.num_items, params, TrainConfig(**train_settings), splits,
@@ -86,7 +89,8 @@ def _train_and_log(config, features, model_name, params, train_settings, identit
         mlflow.set_tag("pipeline.stopped_reason", result.stopped_reason)
         model_info = mlflow.keras.log_model(result.model, name="model")
         version = mlflow.register_model(model_info.model_uri, config.promotion.registered_model,
-                                        tags={**identity, "pipeline.test_ndcg": f"{test[f'ndcg_at_{k}']:.6f}"})
+                                        tags={**identity, **lineage, "pipeline.gate": "pending",
+                                              "pipeline.test_ndcg": f"{test[f'ndcg_at_{k}']:.6f}"})
         candidate = {"model": model_name, "ds": features.ds, "run_id": run.info.run_id,
                      "model_uri": model_info.model_uri, "version": str(version.version),
                      "test": test, "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
@@ -96,6 +100,43 @@ def _train_and_log(config, features, model_name, params, train_settings, identit
     log.info("%s for %s: test %s after %s epochs (%s); model version %s", model_name, features.ds, test,
              result.epochs_run, result.stopped_reason, version.version)
     return candidate
+
+
+def lineage_tags(features: FeaturePartition) -> dict[str, str]:
+    """What a model version was made from: the day, the window, feature and vocabulary versions, the code."""
+    from pipelines.registry import code_version
+    from pipelines.tasks import day_interval
+
+    start, end = day_interval(features.ds)
+    stats = features.stats
+    settings = {"params": stats.get("params"), "clean_signature": stats.get("clean_signature")}
+    return {"pipeline.data_interval": f"{start.isoformat()}/{end.isoformat()}",
+            "pipeline.training_window": f"{stats.get('window_start')}..{stats.get('window_end')}",
+            "pipeline.feature_version": f"{features.ds}:{_digest(settings)}",
+            "pipeline.vocab_version": str(stats.get("vocab_version", features.ds)),
+            "pipeline.dataset_digest": training_dataset(features).digest,
+            "pipeline.code_version": code_version()}
+
+
+def training_dataset(features: FeaturePartition):
+    """The day's features as an ``mlflow.data`` dataset whose digest is the content digest of the data."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    return MetaDataset(resolve_dataset_source(features.path.as_uri()), name=f"features-{features.ds}",
+                       digest=features.digest)
+
+
+def _log_data_checks(config: PipelineConfig, ds: str) -> None:
+    """The day's data-check records beside the model, so the run shows what it was trained on."""
+    import mlflow
+
+    folder = partition_path(config.layout.checks, ds)
+    for record in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        mlflow.log_artifact(str(record), artifact_path="data_checks")
+        summary = json.loads(record.read_text())
+        mlflow.set_tag(f"pipeline.checks.{record.stem}",
+                       f"success={summary.get('success')} warnings={len(summary.get('warnings', []))}")
 
 
 def evaluate_candidates(config: PipelineConfig, ds: str, candidates: list[dict[str, Any]]) -> dict[str, Any]:
@@ -115,7 +156,7 @@ def evaluate_candidates(config: PipelineConfig, ds: str, candidates: list[dict[s
                   "seconds": round(time.perf_counter() - started, 2)}
     write_json_atomic(partition_path(config.layout.evaluations, ds) / "evaluation.json", evaluation)
     log.info("evaluation %s: popularity %s; champion %s; candidates %s", ds, baseline,
-             champion and champion["test"], {c["model"]: c["test"] for c in candidates})
+             champion and (champion.get("test") or champion.get("error")), {c["model"]: c["test"] for c in candidates})
     return evaluation
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -66,6 +66,31 @@ class DemoConfig(_Section):
 
 class ValidationConfig(_Section):
     max_failure_rate: float
+    late_event_days: int
+
+
+class CheckSeverities(_Section):
+    """warn: logged and shown in the report; fail: stops the DAG before training."""
+
+    volume: Literal["warn", "fail"]
+    event_type_mix: Literal["warn", "fail"]
+    unknown_items: Literal["warn", "fail"]
+    new_users: Literal["warn", "fail"]
+    price: Literal["warn", "fail"]
+    clean_events_retention: Literal["warn", "fail"]
+    bot_share: Literal["warn", "fail"]
+
+
+class ChecksConfig(_Section):
+    history_days: int
+    min_history_days: int
+    band_mads: float
+    volume_min_band: float
+    share_min_band: float
+    price_min_band: float
+    min_clean_retention: float
+    max_bot_share: float
+    severity: CheckSeverities
 
 
 class FeaturesConfig(_Section):
@@ -77,6 +102,10 @@ class FeaturesConfig(_Section):
     sequence_event_types: list[str]
     hash_key_env: str
     shuffle_partitions: int
+    bot_max_events_per_minute: float
+    bot_min_events: int
+    popularity_windows: list[int]
+    favourite_categories: int
 
 
 class SparkConfig(_Section):
@@ -104,11 +133,17 @@ class PromotionConfig(_Section):
     champion_alias: str
     min_lift_over_popularity: float
     champion_tolerance: float
+    challenger_alias: str
 
 
 class ScoringConfig(_Section):
     top_k: int
     batch_size: int
+
+
+class ReportConfig(_Section):
+    history_runs: int
+    popularity_buckets: int
 
 
 class MlflowConfig(_Section):
@@ -121,12 +156,14 @@ class PipelineConfig(_Section):
     airflow: AirflowConfig
     demo: DemoConfig
     validation: ValidationConfig
+    checks: ChecksConfig
     features: FeaturesConfig
     spark: SparkConfig
     training: TrainingConfig
     evaluation: EvaluationConfig
     promotion: PromotionConfig
     scoring: ScoringConfig
+    report: ReportConfig
     mlflow: MlflowConfig
 
     @property
@@ -195,6 +232,14 @@ class LakeLayout:
     @property
     def recommendations(self) -> Path:
         return self.lake_dir / "outputs" / "recommendations"
+
+    @property
+    def checks(self) -> Path:
+        return self.lake_dir / "checks"
+
+    @property
+    def champion_history(self) -> Path:
+        return self.lake_dir / "registry" / "champion_history.jsonl"
 
     @property
     def airflow_home(self) -> Path:

@@ -28,6 +28,8 @@ def collect_run_summary(config: PipelineConfig, ds: str, stage_seconds: dict[str
                     "data_docs": str(layout.gx_dir)},
         "stage_seconds": stage_seconds,
         "tracking_uri": config.tracking_uri,
+        "report": str(layout.reports_dir / f"run-{ds}.html"),
+        "summary_file": str(layout.reports_dir / f"run-{ds}.json"),
     }
     write_json_atomic(layout.reports_dir / f"run-{ds}.json", summary)
     return summary
@@ -37,6 +39,8 @@ def format_run_summary(summary: dict[str, Any]) -> str:
     """Render the summary as plain text for the terminal."""
     raw, feats = summary["raw_events"], summary["features"]
     reasons = ", ".join(f"{name} {count}" for name, count in sorted(raw.get("reasons", {}).items()))
+    checks = [*raw.get("warnings", []), *summary["feature_checks"].get("warnings", [])]
+    failures = [*raw.get("failures", []), *summary["feature_checks"].get("failures", [])]
     lines = [f"Nightly run for {summary['ds']}", "",
              f"Data (day {summary['ds']})",
              f"  events in {raw.get('rows_in', '?'):>9}   accepted {raw.get('rows_accepted', '?')}   "
@@ -47,6 +51,9 @@ def format_run_summary(summary: dict[str, Any]) -> str:
              f"duplicates   sessions {feats.get('sessions', '?')}",
              f"  users {feats.get('users', '?')} ({feats.get('users_with_sequences', '?')} with sequences)   "
              f"items {feats.get('items', '?')} ({feats.get('new_items', '?')} new)",
+             f"  data checks: {'passed' if raw.get('success') and summary['feature_checks'].get('success') else 'FAILED'}"
+             f", {len(failures)} failure(s), {len(checks)} warning(s)",
+             *[f"    fail: {line[:200]}" for line in failures], *[f"    warn: {line[:200]}" for line in checks],
              "", *_metric_lines(summary["evaluation"]), "", *_decision_lines(summary["decision"]), "",
              "Outputs"]
     lines += [f"  {name:<16} {path}" for name, path in summary["outputs"].items()]
@@ -54,7 +61,9 @@ def format_run_summary(summary: dict[str, Any]) -> str:
     lines += [f"  {stage:<32} {seconds:8.1f}" for stage, seconds in summary["stage_seconds"].items()]
     lines += ["", "Look closer",
               "  make airflow-ui   Airflow at http://localhost:8080 (runs, task logs, backfills)",
-              f"  make mlflow-ui    MLflow at http://localhost:5000 (store: {summary['tracking_uri']})"]
+              f"  make mlflow-ui    MLflow at http://localhost:5000 (store: {summary['tracking_uri']})",
+              "  make rollback REASON='...'   move the champion back to the previous approved version",
+              "", f"Summary saved to {summary['summary_file']}", f"Report: {summary['report']}"]
     return "\n".join(lines)
 
 
@@ -77,7 +86,10 @@ def _metric_lines(evaluation: dict[str, Any]) -> list[str]:
 def _decision_lines(decision: dict[str, Any]) -> list[str]:
     if not decision:
         return ["Gate: no decision recorded"]
-    return [f"Gate: {decision['verdict']}", f"  champion version: {decision.get('champion_version')}"]
+    control = decision.get("control") or {}
+    lines = [f"Gate: {decision['verdict']}", f"  champion version: {decision.get('champion_version')}"
+             f"   (mode {control.get('mode', 'auto')}, by {control.get('who', '?')})"]
+    return lines + [f"  reason: {reason}" for reason in decision.get("reasons", [])]
 
 
 def _read(path: Path) -> dict[str, Any]:

@@ -1,12 +1,15 @@
-"""Great Expectations checks on a day's features before any model trains on them.
+"""Great Expectations checks on a day's clean events and features before any model trains on them.
 
-The sequences and the vocabulary are checked as two GX validations in one checkpoint, so the
-results land in the same Data Docs site as the raw-event checks. A failure stops the DAG before
-training, with the failed expectations and the Data Docs path in the message.
+The sequences, the vocabulary and the day's clean events are checked as GX validations (see
+``pipelines.validation.checks``), so the results land in the same Data Docs site as the raw-event
+checks. Schema and identity checks are ``fail``: they stop the DAG before training, with the failed
+expectations and the Data Docs pages in the message. Retention through cleaning and the bot share
+have the severity the config gives them.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -18,12 +21,14 @@ from pipelines import columns as C
 from pipelines.config import PipelineConfig
 from pipelines.feature_store import load_feature_partition
 from pipelines.io import partition_path, write_json_atomic
+from pipelines.validation.checks import FAIL, DataCheckError, run_checks, with_severity
 
 log = logging.getLogger(__name__)
 SEQ_LEN, SEQ_MIN_ITEM, SEQ_MAX_ITEM = "seq_len", "seq_min_item", "seq_max_item"
+CLEAN_EVENTS_DIR, IS_BOT, BOT = "events", "is_bot", "bot"  # as written by spark_jobs/build_features.py
 
 
-class FeatureCheckError(ValueError):
+class FeatureCheckError(DataCheckError):
     """The day's features broke an expectation; training must not start on them."""
 
 
@@ -71,73 +76,63 @@ def feature_expectations(config: PipelineConfig, num_items: int) -> dict[str, li
     }
 
 
+def clean_event_expectations(config: PipelineConfig, rows_accepted: int | None) -> list:
+    """Checks of the day's clean events (``features/dt=<ds>/events``): identity, types, retention, bots."""
+    import great_expectations.expectations as gxe
+
+    checks, severity = config.checks, config.checks.severity
+    found = [
+        with_severity(gxe.ExpectTableRowCountToBeBetween(min_value=1, max_value=rows_accepted), "clean_events", FAIL,
+                      "at least one event, and no more than validation accepted"),
+        with_severity(gxe.ExpectColumnValuesToNotBeNull(column=C.USER_KEY), "clean_events", FAIL),
+        with_severity(gxe.ExpectColumnValueLengthsToEqual(column=C.USER_KEY, value=64), "clean_events", FAIL,
+                      "HMAC-SHA256 hex: the raw user id never gets here"),
+        with_severity(gxe.ExpectColumnValuesToBeInSet(column=C.EVENT_TYPE, value_set=list(C.EVENT_TYPES)),
+                      "clean_events", FAIL),
+        with_severity(gxe.ExpectColumnMeanToBeBetween(column=BOT, max_value=checks.max_bot_share), "bot_share",
+                      severity.bot_share, "share of the day's clean events flagged as bots"),
+    ]
+    if rows_accepted:
+        found.append(with_severity(gxe.ExpectTableRowCountToBeBetween(
+            min_value=int(checks.min_clean_retention * rows_accepted)), "clean_events_retention",
+            severity.clean_events_retention,
+            f"at least {checks.min_clean_retention:.0%} of the {rows_accepted} events validation accepted"))
+    return found
+
+
 def validate_feature_partition(config: PipelineConfig, ds: str) -> dict[str, Any]:
-    """Run the feature checkpoint for ``ds``; record the result; raise if any expectation failed."""
+    """Run the feature and clean-event checks for ``ds``; record the result; raise if a fail check failed."""
     features = load_feature_partition(config.layout.features, ds)
     frames = {"sequences": sequence_frame(features.sequences), "item_vocab": features.vocab.to_pandas()}
-    outcomes = run_checkpoint(config.layout.gx_dir, "features", frames,
-                              feature_expectations(config, features.num_items))
-    failed = [f"{table}: {name}" for table, result in outcomes["results"].items() for name in result["failed"]]
-    record = {"ds": ds, "success": not failed, "failed": failed, "data_docs_path": outcomes["data_docs_path"],
+    expectations = {table: [with_severity(e, f"features.{table}", FAIL) for e in found]
+                    for table, found in feature_expectations(config, features.num_items).items()}
+    clean = features.path / CLEAN_EVENTS_DIR
+    if clean.is_dir():
+        frames["clean_events"] = clean_event_frame(clean)
+        expectations["clean_events"] = clean_event_expectations(config, _rows_accepted(config, ds))
+    outcome = run_checks(config.layout.gx_dir, "features", ds, frames, expectations)
+    if not clean.is_dir():
+        outcome["warnings"].append(f"clean_events [warn]: {clean} not found; the feature job wrote no clean events")
+    record = {"ds": ds, **outcome, "data_docs_path": outcome["data_docs"].get("sequences", str(config.layout.gx_dir)),
               "rows": {name: len(frame) for name, frame in frames.items()}}
-    write_json_atomic(partition_path(config.layout.lake_dir / "checks", ds) / "features.json", record)
-    if failed:
+    write_json_atomic(partition_path(config.layout.checks, ds) / "features.json", record)
+    for warning in outcome["warnings"]:
+        log.warning("features dt=%s: %s", ds, warning)
+    if not outcome["success"]:
         raise FeatureCheckError(
-            f"{features.path}: {len(failed)} feature expectation(s) failed: {'; '.join(failed)}. Training "
-            f"is stopped. See the Data Docs at {outcomes['data_docs_path']}; fix the feature job or its input "
-            f"and rerun build_features for {ds}.")
-    log.info("features dt=%s passed %s checks; data docs: %s", ds,
-             sum(len(v) for v in feature_expectations(config, features.num_items).values()),
-             outcomes["data_docs_path"])
+            f"{features.path}: {len(outcome['failures'])} feature check(s) failed: {'; '.join(outcome['failures'])}. "
+            f"Training is stopped. See the Data Docs at {', '.join(outcome['data_docs'].values())}; fix the feature "
+            f"job or its input and rerun build_features for {ds}.")
+    log.info("features dt=%s passed %s checks (%s warnings); data docs: %s", ds, len(outcome["checks"]),
+             len(outcome["warnings"]), outcome["data_docs"])
     return record
 
 
-def run_checkpoint(gx_dir: Path, name: str, frames: dict[str, pd.DataFrame],
-                   expectations: dict[str, list]) -> dict[str, Any]:
-    """Validate each frame against its expectations in one GX checkpoint that updates the Data Docs."""
-    import great_expectations as gx
-    from great_expectations.checkpoint import UpdateDataDocsAction
-
-    context = gx.get_context(mode="file", project_root_dir=str(gx_dir))
-    source = _pandas_source(context, f"{name}_source")
-    definitions, batches = [], {}
-    for table, frame in frames.items():
-        asset = _dataframe_asset(source, table)
-        batch = _whole_frame_batch(asset)
-        suite = context.suites.add_or_update(
-            gx.ExpectationSuite(name=f"{name}.{table}", expectations=[e.copy() for e in expectations[table]]))
-        definitions.append(context.validation_definitions.add_or_update(
-            gx.ValidationDefinition(name=f"{name}.{table}", data=batch, suite=suite)))
-        batches[table] = frame
-    results = {}
-    for definition, (table, frame) in zip(definitions, batches.items(), strict=True):
-        checkpoint = context.checkpoints.add_or_update(gx.Checkpoint(
-            name=f"{name}.{table}", validation_definitions=[definition],
-            actions=[UpdateDataDocsAction(name="update_data_docs")], result_format="SUMMARY"))
-        outcome = checkpoint.run(batch_parameters={"dataframe": frame})
-        validation = next(iter(outcome.run_results.values()))
-        results[table] = {"success": bool(validation.success),
-                          "failed": [r.expectation_config.type for r in validation.results if not r.success]}
-    docs = context.get_docs_sites_urls()
-    return {"results": results, "data_docs_path": docs[0]["site_url"] if docs else str(gx_dir)}
+def clean_event_frame(folder: Path) -> pd.DataFrame:
+    frame = pd.read_parquet(folder, columns=[C.USER_KEY, C.EVENT_TYPE, IS_BOT])
+    return frame.assign(**{BOT: frame.pop(IS_BOT).astype("float64")})
 
 
-def _pandas_source(context, name: str):
-    try:
-        return context.data_sources.get(name)
-    except (KeyError, ValueError, LookupError):
-        return context.data_sources.add_pandas(name)
-
-
-def _dataframe_asset(source, name: str):
-    try:
-        return source.get_asset(name)
-    except LookupError:
-        return source.add_dataframe_asset(name)
-
-
-def _whole_frame_batch(asset):
-    try:
-        return asset.get_batch_definition("whole_frame")
-    except (KeyError, ValueError, LookupError):
-        return asset.add_batch_definition_whole_dataframe("whole_frame")
+def _rows_accepted(config: PipelineConfig, ds: str) -> int | None:
+    record = partition_path(config.layout.checks, ds) / "raw_events.json"
+    return json.loads(record.read_text()).get("rows_accepted") if record.exists() else None

@@ -51,6 +51,10 @@ QUARANTINE_COLUMNS = (*RAW_COLUMNS, QUARANTINE_REASON, SOURCE_FILE, SOURCE_LINE,
 class RawDataError(ValueError):
     """A day of raw events that cannot go further: missing, empty, or too many bad rows."""
 
+    def __init__(self, message: str, result: RawValidationResult | None = None):
+        super().__init__(message)
+        self.result = result  # the counts and reasons, when the day was read at all
+
 
 @dataclass(frozen=True)
 class RawValidationResult:
@@ -91,7 +95,7 @@ def validate_raw_events(
     result = _summarise(ds, accepted, quarantine, outcome.data_docs_path, max_failure_rate)
     _write_parquet(quarantine_partition, _as_text_frame(quarantine, QUARANTINE_COLUMNS), _quarantine_schema())
     if not result.success:
-        raise RawDataError(_gate_message(raw_partition, quarantine_partition, result, max_failure_rate))
+        raise RawDataError(_gate_message(raw_partition, quarantine_partition, result, max_failure_rate), result)
     _write_parquet(validated_partition, _typed_accepted(accepted), _validated_schema(), counts=result.to_dict())
     return result
 
