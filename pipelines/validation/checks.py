@@ -39,7 +39,7 @@ def with_severity(expectation, check: str, severity: str, note: str = ""):
 def run_checks(gx_dir: Path, name: str, ds: str, frames: dict[str, pd.DataFrame],
                expectations: dict[str, list]) -> dict[str, Any]:
     """Validate each frame against its expectations; return the outcomes, verdict and Data Docs pages."""
-    context = _context(gx_dir)
+    context = open_gx_context(gx_dir)
     outcomes, pages = [], {}
     run_time = dt.datetime.combine(dt.date.fromisoformat(ds), dt.time(), tzinfo=dt.UTC)
     for table, frame in frames.items():
@@ -82,7 +82,7 @@ def _run_table(context, name: str, frame: pd.DataFrame, expectations: list, ds: 
         result_format="SUMMARY"))
     result = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=RunIdentifier(run_name=ds, run_time=run_time))
     [(result_id, validation)] = result.run_results.items()
-    return validation, _docs_page(context, result_id, gx_dir=Path(context.root_directory))
+    return validation, data_docs_page(context, result_id)
 
 
 def _outcome(table: str, result) -> dict[str, Any]:
@@ -99,7 +99,8 @@ def _outcome(table: str, result) -> dict[str, Any]:
             **({"error": str(result.exception_info.get("exception_message"))} if raised else {})}
 
 
-def _context(gx_dir: Path):
+def open_gx_context(gx_dir: Path):
+    """The file-mode GX project under ``gx_dir`` (suites, results, Data Docs), quiet in task logs."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -108,10 +109,11 @@ def _context(gx_dir: Path):
     return context
 
 
-def _docs_page(context, result_id, gx_dir: Path) -> str:
+def data_docs_page(context, result_id) -> str:
+    """Local path of the Data Docs page of one validation result (the site folder if it has none)."""
     sites = context.get_docs_sites_urls(resource_identifier=result_id)
     if not sites or not sites[0].get("site_url"):
-        return str(gx_dir / "uncommitted" / "data_docs")
+        return str(Path(context.root_directory) / "uncommitted" / "data_docs")
     return unquote(urlparse(sites[0]["site_url"]).path)
 
 

@@ -12,7 +12,6 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 import pandas as pd
 
@@ -29,6 +28,7 @@ from pipelines.columns import (
     SOURCE_FILE,
     SOURCE_LINE,
 )
+from pipelines.validation.checks import data_docs_page, open_gx_context
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def run_raw_events_checkpoint(
     """Validate ``frame`` through the ``raw_events`` checkpoint, which also updates the Data Docs."""
     from great_expectations.core.run_identifier import RunIdentifier
 
-    context = _open_context(gx_project_dir)
+    context = open_gx_context(gx_project_dir)
     checkpoint = _register_checkpoint(context)
     result = checkpoint.run(
         batch_parameters={"dataframe": frame},
@@ -119,17 +119,8 @@ def run_raw_events_checkpoint(
         run_id=RunIdentifier(run_name=ds, run_time=interval_start),  # a rerun replaces the day's page
     )
     [(result_id, suite_result)] = result.run_results.items()
-    docs_path = _docs_path(context, result_id)
+    docs_path = data_docs_page(context, result_id)
     return CheckpointOutcome(failing_rows=_failing_rows(suite_result, docs_path), data_docs_path=docs_path)
-
-
-def _open_context(gx_project_dir: Path):
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
-    context = gx.get_context(mode="file", project_root_dir=str(gx_project_dir))
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)  # keep task logs readable
-    return context
 
 
 def _register_checkpoint(context):
@@ -172,10 +163,3 @@ def _failing_rows(suite_result, docs_path: str) -> dict[str, list[int]]:
                                f"add_parsed_columns (a code bug, not a data problem); see {docs_path}")
         failing[reason] = [int(entry[ROW_NUMBER]) for entry in outcome.result["unexpected_index_list"]]
     return failing
-
-
-def _docs_path(context, result_id) -> str:
-    sites = context.get_docs_sites_urls(resource_identifier=result_id)
-    if not sites or not sites[0].get("site_url"):
-        return str(Path(context.root_directory) / "uncommitted" / "data_docs")
-    return unquote(urlparse(sites[0]["site_url"]).path)
