@@ -12,7 +12,8 @@ missing or written with other settings). From the window's clean, non-bot events
 - ``sequences/`` (user_key, user_bucket, item_seq, purchased_items, item_seq_padded, seq_len)
 - ``item_vocab/`` (append-only ids, versioned with the features: the previous one is the latest before ds)
 - ``item_popularity/`` (whole window) and ``item_popularity_windows/`` (1/7/30 days)
-- ``user_rfm/`` (recency, frequency, monetary, favourite categories), ``campaign_performance/``
+- ``user_rfm/`` (recency, frequency, monetary, favourite categories), ``campaign_performance/``,
+  ``campaign_items/`` (the items each campaign's events were on: scoring builds its audience from them)
 - ``sessions_summary/``, ``events/`` and ``_stats.json`` (counts that reconcile, and the settings)
 
 A rerun of the same ds replaces the folder with identical content. ``--outputs core`` writes only
@@ -29,6 +30,7 @@ import datetime as dt
 import os
 import shutil
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 try:
@@ -148,7 +150,18 @@ def _clean_params(args: argparse.Namespace) -> clean_events.CleanParams:
 
 def _write(df, path: Path) -> None:
     # One small file per output; repartition (not coalesce) keeps the upstream stages parallel.
-    df.repartition(1).write.mode("errorifexists").parquet(str(path))
+    with _described(f"write {path.name}", df.sparkSession):
+        df.repartition(1).write.mode("errorifexists").parquet(str(path))
+
+
+@contextmanager
+def _described(what: str, spark):
+    """Name the Spark jobs started inside (the Spark UI, the event log and ``make bench-features`` show it)."""
+    spark.sparkContext.setJobDescription(what)
+    try:
+        yield
+    finally:
+        spark.sparkContext.setJobDescription(None)
 
 
 def _window_events(spark, args, key: bytes, staging: Path, stats: dict):
@@ -162,7 +175,9 @@ def _window_events(spark, args, key: bytes, staging: Path, stats: dict):
     batch = clean_events.clean_batch(raw, earlier, key, params)
     today = batch.events.filter(F.col(LANDED_DT) == args.ds)
     # The sessions' own order (user, landed day, time, id): rows come out of that window so, no second sort.
-    today.sortWithinPartitions(C.USER_KEY, LANDED_DT, C.EVENT_TIME, C.EVENT_ID).write.parquet(str(staging / EVENTS_DIR))
+    with _described(f"write {EVENTS_DIR} of {args.ds}", spark):
+        today.sortWithinPartitions(C.USER_KEY, LANDED_DT, C.EVENT_TIME, C.EVENT_ID).write.parquet(
+            str(staging / EVENTS_DIR))
     stored = clean_events.read_clean_events(spark, reuse)
     events = batch.events if stored is None else batch.events.unionByName(stored)
     start, _ = partitions.window_bounds(args.ds, args.window_days)
@@ -170,8 +185,9 @@ def _window_events(spark, args, key: bytes, staging: Path, stats: dict):
     if stored is not None:  # else it derives cheaply from the batch's cached sessions: no second cache
         window = window.persist()
     stats.update(batch.counts)
-    stats.update({"partitions_read": [p.name for p in compute], "clean_events_reused": sorted(reuse),
-                  "events_in_window": window.count()})
+    with _described("count the window's events", spark):
+        stats.update({"partitions_read": [p.name for p in compute], "clean_events_reused": sorted(reuse),
+                      "events_in_window": window.count()})
     return window, [window, *batch.cached]
 
 
@@ -206,7 +222,8 @@ def _build(spark, args, key: bytes, staging: Path) -> dict:
         outputs = window_outputs.build_outputs(events, item_vocab, args)
         for name, frame in outputs.items():
             _write(frame, staging / name)
-        totals = window_outputs.window_totals(events)
+        with _described("count sessions and users", spark):
+            totals = window_outputs.window_totals(events)
     finally:
         for frame in cached:
             frame.unpersist()
@@ -243,6 +260,9 @@ def main(argv: list[str] | None = None) -> dict:
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", str(args.shuffle_partitions))
         .config("spark.sql.redaction.string.regex", _REDACT_KEY_PADS)
+        # The window's events are cached grouped and sorted by user: the per-user aggregation (sequences)
+        # then runs as a sort aggregate over that order instead of a hash aggregate that spills and sorts.
+        .config("spark.sql.execution.replaceHashWithSortAgg", "true")
         .getOrCreate()
     )
     target = partition_path(args.features_root, args.ds)

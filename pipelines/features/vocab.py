@@ -18,15 +18,21 @@ from pipelines import columns as C
 VOCAB_COLUMNS = (C.ITEM_ID, C.ITEM_IDX, C.CATEGORY, C.FIRST_SEEN_DT)
 
 
-def _first_sightings(events: DataFrame, ds: str, item_col: str, time_col: str, event_id_col: str) -> DataFrame:
-    """One row per item: its earliest event up to the end of ``ds`` (UTC session time zone)."""
+def _first_sightings(events: DataFrame, ds: str, item_col: str, time_col: str, event_id_col: str,
+                     category_col: str) -> DataFrame:
+    """One row per item: (item, category, time) of its earliest event up to the end of ``ds`` (UTC), ties by id.
+
+    ``min`` of a (time, event_id, category) struct per item: a hash aggregation that combines within
+    each partition before the shuffle, instead of a window that shuffles and sorts every event.
+    """
     end = (dt.date.fromisoformat(ds) + dt.timedelta(days=1)).isoformat()
-    earliest = Window.partitionBy(item_col).orderBy(time_col, event_id_col)
+    earliest = F.min(F.struct(F.col(time_col).alias("_first_time"), F.col(event_id_col).alias("_id"),
+                              F.col(category_col).alias(category_col)))
     return (
         events.filter(F.col(item_col).isNotNull() & (F.col(time_col) < F.to_timestamp(F.lit(end))))
-        .withColumn("_rn", F.row_number().over(earliest))
-        .filter(F.col("_rn") == 1)
-        .drop("_rn")
+        .groupBy(item_col)
+        .agg(earliest.alias("_first"))
+        .select(item_col, f"_first.{category_col}", "_first._first_time")
     )
 
 
@@ -48,9 +54,7 @@ def update_item_vocab(
     by event_id); new indices follow (first seen time, item_id). Events after ``ds`` are ignored, so
     a backfill of ``ds`` depends only on data up to ``ds``. ``previous_vocab=None`` starts at 1.
     """
-    first = _first_sightings(events, ds, item_col, time_col, event_id_col).select(
-        item_col, category_col, F.col(time_col).alias("_first_time")
-    )
+    first = _first_sightings(events, ds, item_col, time_col, event_id_col, category_col)
     new_order = Window.orderBy("_first_time", item_col)  # one partition: the vocabulary is small
     if previous_vocab is None:
         new_items, offset = first, F.lit(0)
