@@ -12,7 +12,8 @@ Turns one day of raw clickstream (`ds`, the run's logical date) into next-item r
 5. **evaluate_candidates**: HR@10 / NDCG@10 against all items, popularity and the champion alongside.
 6. **promote_champion**: moves the `champion` alias only when the gate passes (or when the run's
    `promotion_mode` is `force`; `forbid` promotes nothing; both need `promotion_reason`).
-7. **score_users**: the champion's top-K per active user to `outputs/recommendations/dt=<ds>`.
+7. **score_users**: the champion's top-K per active user to `outputs/recommendations/dt=<ds>`, and each
+   campaign's audience (the users likeliest to want its items) to `outputs/audiences/dt=<ds>`.
 8. **write_run_report** (teardown: runs whatever happened, does not decide the run's state): the run
    report `reports/run-<ds>.html` (and `.md`, and in MLflow) with the checks, metrics, gate and plots.
 
@@ -35,6 +36,7 @@ DS = "{{ ds }}"
 # Downstream DAGs (campaign exports, dashboards) can be scheduled on these instead of on a clock.
 FEATURES = Asset(name="clickstream_features", uri=CONFIG.layout.features.as_uri())
 RECOMMENDATIONS = Asset(name="clickstream_recommendations", uri=CONFIG.layout.recommendations.as_uri())
+AUDIENCES = Asset(name="campaign_audiences", uri=CONFIG.layout.audiences.as_uri())
 
 
 @dag(
@@ -100,7 +102,7 @@ def clickstream_nightly():
                    "who": getattr(dag_run, "triggering_user_name", None), "run_id": getattr(dag_run, "run_id", None)}
         return tasks.promote_champion(ds, evaluation, params["overrides"], control)
 
-    @task(outlets=[RECOMMENDATIONS])
+    @task(outlets=[RECOMMENDATIONS, AUDIENCES])
     def score_users(decision: dict, ds: str, params: dict) -> dict:
         from pipelines import tasks
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONF_DIR_ENV = "PIPELINE_CONF_DIR"
@@ -139,6 +139,8 @@ class PromotionConfig(_Section):
 class ScoringConfig(_Section):
     top_k: int
     batch_size: int
+    without_champion: Literal["popularity", "fail"]
+    audience_size: int = Field(ge=1)
 
 
 class ReportConfig(_Section):
@@ -232,6 +234,10 @@ class LakeLayout:
     @property
     def recommendations(self) -> Path:
         return self.lake_dir / "outputs" / "recommendations"
+
+    @property
+    def audiences(self) -> Path:
+        return self.lake_dir / "outputs" / "audiences"
 
     @property
     def checks(self) -> Path:

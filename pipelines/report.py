@@ -16,6 +16,7 @@ from typing import Any
 
 from pipelines.config import PipelineConfig
 from pipelines.report_data import collect_report
+from pipelines.scoring import POPULARITY_FALLBACK
 from pipelines.svg import bar_chart, line_chart
 from pipelines.validation.checks import describe
 
@@ -80,6 +81,9 @@ def build_sections(report: dict[str, Any]) -> list[tuple[str, list[str], list[li
     bias = report["recommendations"]
     if bias:
         sections.append(("Recommendations", ["measure", "value"], [
+            ["model version", ", ".join(bias.get("model_versions", [])) + (
+                " (no champion yet: the window's most popular items)" if POPULARITY_FALLBACK in
+                bias.get("model_versions", []) else "")],
             ["catalogue coverage", f"{bias['recommended_items']} of {bias['items']} items ({bias['coverage']:.1%})"],
             ["share in the most popular 1/" + str(bias["buckets"]) + " of items", f"{bias['top_bucket_share']:.1%}"],
             ["rows", str(bias["rows"])]]))

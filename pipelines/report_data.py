@@ -117,12 +117,14 @@ def recommendation_bias(config: PipelineConfig, ds: str) -> dict[str, Any]:
     buckets = config.report.popularity_buckets
     bucket_of = np.empty_like(order)
     bucket_of[order] = np.arange(len(order)) * buckets // max(len(order), 1)  # 0 = most popular
-    recommended = pq.read_table(partition_path(config.layout.recommendations, ds)).column(C.ITEM_IDX).to_numpy()
+    table = pq.read_table(partition_path(config.layout.recommendations, ds), columns=[C.ITEM_IDX, C.MODEL_VERSION])
+    recommended = table.column(C.ITEM_IDX).to_numpy()
+    versions = sorted(set(table.column(C.MODEL_VERSION).unique().to_pylist()))
     shares = np.bincount(bucket_of[recommended - 1], minlength=buckets) / max(len(recommended), 1)
     return {"items": int(features.num_items), "recommended_items": int(len(np.unique(recommended))),
             "coverage": round(len(np.unique(recommended)) / max(features.num_items, 1), 4),
             "rows": int(len(recommended)), "bucket_shares": [round(float(s), 4) for s in shares],
-            "top_bucket_share": round(float(shares[0]), 4), "buckets": buckets}
+            "top_bucket_share": round(float(shares[0]), 4), "buckets": buckets, "model_versions": versions}
 
 
 def _champion_history(config: PipelineConfig) -> list[dict[str, Any]]:

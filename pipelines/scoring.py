@@ -1,4 +1,16 @@
-"""Batch scoring: the champion's top-K items for every active user, written as the day's partition."""
+"""Batch scoring: the champion's top-K items for every active user, and an audience for every campaign.
+
+Both are written as the day's partition (``outputs/recommendations/dt=<ds>``, ``outputs/audiences/dt=<ds>``)
+from one pass of the model over the users. A campaign's audience is the ``scoring.audience_size`` users
+the champion finds likeliest to go next to one of the campaign's items (the softmax probability of
+the items its events were on in the window, ``features/.../campaign_items``), best first.
+
+Before any model has passed the promotion gate (a new shop, a sample too small to train on), the
+``scoring.without_champion`` setting decides: ``popularity`` (the default) writes the window's most
+popular items the user has not bought, with ``model_version`` = ``popularity-fallback`` so that
+consumers and the run report see it is not a trained model (no audiences: popularity ranks every
+user alike); ``fail`` stops the task instead.
+"""
 
 from __future__ import annotations
 
@@ -18,42 +30,127 @@ from pipelines.io import atomic_partition, partition_path
 log = logging.getLogger(__name__)
 
 
+POPULARITY_FALLBACK = "popularity-fallback"  # model_version of recommendations written without a champion
+AFFINITY = "affinity"  # probability, by the champion, that the user's next item is one of the campaign's
+
+
 class NoChampionError(RuntimeError):
-    """Scoring was asked for before any model passed the promotion gate."""
+    """Scoring was asked for before any model passed the promotion gate (with ``without_champion: fail``)."""
 
 
 def write_recommendations(config: PipelineConfig, ds: str) -> dict[str, Any]:
-    """Top-K per user of the day's features, excluding items the user already bought."""
+    """Top-K per user of the day's features, excluding items the user already bought (see the module doc)."""
     from pipelines.candidates import build_day_splits
-    from pipelines.models.training import top_k_items
+    from pipelines.evaluation import popularity_scorer, popularity_scores
+    from pipelines.models.training import score_items, top_k_scored
     from pipelines.promotion import current_champion, load_registered_model
     from pipelines.tracking import configure_mlflow
 
     started = time.perf_counter()
     configure_mlflow(config)
     champion = current_champion(config)
-    if champion is None:
+    if champion is None and config.scoring.without_champion == "fail":
         raise NoChampionError(
             f"no model version carries the alias '{config.promotion.champion_alias}' of "
             f"'{config.promotion.registered_model}' yet, so there is nothing to score {ds} with; "
-            "see the promote_champion task log for why no candidate passed the gate")
-    model = load_registered_model(champion)
+            "see the promote_champion task log for why no candidate passed the gate, or set "
+            "scoring.without_champion: popularity to write popularity recommendations meanwhile")
     features = load_feature_partition(config.layout.features, ds)
     splits = build_day_splits(config, features)
     scored = features.sequences.take(splits.kept_rows)  # users with enough history to score
     purchased = [np.asarray(items, dtype=np.int64) for items in scored.column(C.PURCHASED_ITEMS).to_pylist()]
-    items, scores = top_k_items(model, splits.inputs("full"), config.scoring.top_k, exclude=purchased,
-                                batch_size=config.scoring.batch_size)
-    table = _recommendation_table(scored, features.vocab, items, scores, str(champion.version))
+    top_k = min(config.scoring.top_k, features.num_items)
+    campaigns, campaign_matrix = _campaign_items(features.path, features.num_items)
+    if champion is None:
+        log.warning("recommendations %s: no champion yet (no candidate has passed the gate); writing the "
+                    "window's popularity, model_version=%s, and no audiences", ds, POPULARITY_FALLBACK)
+        popularity = popularity_scores(features.sequences.column(C.ITEM_SEQ), features.num_items)
+        score_batch, version, model_name = popularity_scorer(popularity), POPULARITY_FALLBACK, "popularity"
+        campaigns = []
+    else:
+        model = load_registered_model(champion)
+        batch_size = config.scoring.batch_size
+        score_batch = lambda batch: score_items(model, batch, batch_size)  # noqa: E731
+        version, model_name = str(champion.version), champion.tags.get("pipeline.model")
+    affinity: list[np.ndarray] = []  # [batch, campaigns] probability of a campaign item next
+
+    def scored_and_tapped(batch: dict[str, np.ndarray]) -> np.ndarray:
+        scores = score_batch(batch)
+        if campaigns:
+            affinity.append(campaign_affinity(scores, campaign_matrix))
+        return scores
+
+    items, scores = top_k_scored(scored_and_tapped, splits.inputs("full"), features.num_items, top_k,
+                                 exclude=purchased, batch_size=config.scoring.batch_size)
+    table = _recommendation_table(scored, features.vocab, items, scores, version)
     target = partition_path(config.layout.recommendations, ds)
     with atomic_partition(target) as staging:
         pq.write_table(table, staging / "part-00000.parquet")
+    audiences = _audience_table(scored, campaigns, np.concatenate(affinity) if affinity else None,
+                                config.scoring.audience_size, version)
+    audiences_target = partition_path(config.layout.audiences, ds)
+    with atomic_partition(audiences_target) as staging:
+        pq.write_table(audiences, staging / "part-00000.parquet")
     summary = {"ds": ds, "path": str(target), "users": int(scored.num_rows),
-               "rows": int(table.num_rows), "top_k": config.scoring.top_k, "model_version": str(champion.version),
-               "model": champion.tags.get("pipeline.model"), "seconds": round(time.perf_counter() - started, 2)}
-    log.info("recommendations %s: %s rows for %s users by model version %s at %s", ds, summary["rows"],
-             summary["users"], champion.version, target)
+               "rows": int(table.num_rows), "top_k": top_k, "model_version": version,
+               "model": model_name, "fallback": champion is None,
+               "audiences": {"path": str(audiences_target), "campaigns": len(campaigns),
+                             "rows": int(audiences.num_rows)},
+               "seconds": round(time.perf_counter() - started, 2)}
+    log.info("recommendations %s: %s rows for %s users by %s (version %s) at %s; audiences of %s campaigns at %s",
+             ds, summary["rows"], summary["users"], model_name, version, target, len(campaigns), audiences_target)
     return summary
+
+
+def campaign_affinity(scores: np.ndarray, campaign_matrix: np.ndarray) -> np.ndarray:
+    """[users, campaigns]: softmax of each row's item scores (padding column 0 left out) summed over each campaign's items.
+
+    ``campaign_matrix`` is float32 [num_items + 1, campaigns], 1 where the item belongs to the campaign.
+    """
+    logits = np.asarray(scores, np.float64)[:, 1:]
+    logits = logits - logits.max(axis=1, keepdims=True)
+    probabilities = np.exp(logits)
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    return (probabilities @ campaign_matrix[1:]).astype(np.float32)
+
+
+def _campaign_items(features_path, num_items: int) -> tuple[list[str], np.ndarray]:
+    """Campaign names and their [num_items + 1, campaigns] item matrix (no campaigns: [] and an empty matrix)."""
+    folder = features_path / "campaign_items"
+    if not folder.exists():
+        log.warning("%s: no campaign_items in this feature partition (written by an older feature job); "
+                    "no audiences tonight. Rebuild the features of the day to get them.", features_path)
+        return [], np.zeros((num_items + 1, 0), np.float32)
+    table = pq.read_table(folder, columns=[C.CAMPAIGN, C.ITEM_IDX])
+    campaigns = sorted(set(table.column(C.CAMPAIGN).to_pylist()))
+    column = {name: j for j, name in enumerate(campaigns)}
+    matrix = np.zeros((num_items + 1, len(campaigns)), np.float32)
+    rows = table.column(C.ITEM_IDX).to_numpy()
+    inside = (rows >= 1) & (rows <= num_items)
+    cols = np.array([column[c] for c in table.column(C.CAMPAIGN).to_pylist()], dtype=np.int64)
+    matrix[rows[inside], cols[inside]] = 1.0
+    return campaigns, matrix
+
+
+def _audience_table(users: pa.Table, campaigns: list[str], affinity: np.ndarray | None, size: int,
+                    version: str) -> pa.Table:
+    """(campaign, rank, user_key, affinity, model_version): each campaign's ``size`` likeliest users, best first."""
+    keys = np.asarray(users.column(C.USER_KEY).to_pylist(), dtype=object)
+    parts = {C.CAMPAIGN: [], C.RANK: [], C.USER_KEY: [], AFFINITY: []}
+    for j, campaign in enumerate(campaigns):
+        column = affinity[:, j]
+        take = min(size, len(column))
+        best = np.argpartition(-column, take - 1)[:take] if take else np.array([], np.int64)
+        best = best[np.lexsort((keys[best].astype(str), -column[best]))]  # ties by user_key: reruns are identical
+        parts[C.CAMPAIGN] += [campaign] * take
+        parts[C.RANK] += list(range(1, take + 1))
+        parts[C.USER_KEY] += keys[best].tolist()
+        parts[AFFINITY] += column[best].tolist()
+    return pa.table({
+        C.CAMPAIGN: pa.array(parts[C.CAMPAIGN], pa.string()), C.RANK: pa.array(parts[C.RANK], pa.int32()),
+        C.USER_KEY: pa.array(parts[C.USER_KEY], pa.string()), AFFINITY: pa.array(parts[AFFINITY], pa.float32()),
+        C.MODEL_VERSION: pa.array([version] * len(parts[C.RANK]), pa.string()),
+    })
 
 
 def _recommendation_table(users: pa.Table, vocab: pa.Table, items: np.ndarray, scores: np.ndarray,

@@ -23,9 +23,12 @@ def collect_run_summary(config: PipelineConfig, ds: str, stage_seconds: dict[str
         "evaluation": _read(evaluations / "evaluation.json"),
         "decision": _read(evaluations / "decision.json"),
         "outputs": {"recommendations": str(partition_path(layout.recommendations, ds)),
+                    "audiences": str(partition_path(layout.audiences, ds)),
                     "quarantine": str(partition_path(layout.quarantine, ds)),
                     "features": str(partition_path(layout.features, ds)),
                     "data_docs": str(layout.gx_dir)},
+        "recommendations": _recommendations(partition_path(layout.recommendations, ds)),
+        "audiences": _audiences(partition_path(layout.audiences, ds)),
         "stage_seconds": stage_seconds,
         "tracking_uri": config.tracking_uri,
         "report": str(layout.reports_dir / f"run-{ds}.html"),
@@ -54,7 +57,8 @@ def format_run_summary(summary: dict[str, Any]) -> str:
              f"  data checks: {'passed' if raw.get('success') and summary['feature_checks'].get('success') else 'FAILED'}"
              f", {len(failures)} failure(s), {len(checks)} warning(s)",
              *[f"    fail: {line[:200]}" for line in failures], *[f"    warn: {line[:200]}" for line in checks],
-             "", *_metric_lines(summary["evaluation"]), "", *_decision_lines(summary["decision"]), "",
+             "", *_metric_lines(summary["evaluation"]), "", *_decision_lines(summary["decision"]),
+             *_recommendation_lines(summary.get("recommendations", {}), summary.get("audiences", {})), "",
              "Outputs"]
     lines += [f"  {name:<16} {path}" for name, path in summary["outputs"].items()]
     lines += ["", "Wall time per stage (s)"]
@@ -90,6 +94,46 @@ def _decision_lines(decision: dict[str, Any]) -> list[str]:
     lines = [f"Gate: {decision['verdict']}", f"  champion version: {decision.get('champion_version')}"
              f"   (mode {control.get('mode', 'auto')}, by {control.get('who', '?')})"]
     return lines + [f"  reason: {reason}" for reason in decision.get("reasons", [])]
+
+
+def _recommendations(folder: Path) -> dict[str, Any]:
+    """Rows, users and the model versions that wrote the day's recommendations ({} if none were written)."""
+    import pyarrow.parquet as pq
+
+    from pipelines import columns as C
+
+    if not (folder / "part-00000.parquet").exists():
+        return {}
+    table = pq.read_table(folder, columns=[C.USER_KEY, C.MODEL_VERSION])
+    return {"rows": table.num_rows, "users": len(table.column(C.USER_KEY).unique()),
+            "model_versions": sorted(table.column(C.MODEL_VERSION).unique().to_pylist())}
+
+
+def _audiences(folder: Path) -> dict[str, int]:
+    """{campaign: users in its audience} of the day ({} if none were written)."""
+    import pyarrow.parquet as pq
+
+    from pipelines import columns as C
+
+    if not (folder / "part-00000.parquet").exists():
+        return {}
+    campaigns = pq.read_table(folder, columns=[C.CAMPAIGN]).column(C.CAMPAIGN).value_counts().to_pylist()
+    return {row["values"]: row["counts"] for row in sorted(campaigns, key=lambda row: row["values"])}
+
+
+def _recommendation_lines(recommendations: dict[str, Any], audiences: dict[str, int]) -> list[str]:
+    from pipelines.scoring import POPULARITY_FALLBACK
+
+    if not recommendations:
+        return ["Recommendations: none written for this day"]
+    versions = recommendations["model_versions"]
+    by = ("the window's popularity (no champion yet, scoring.without_champion: popularity)"
+          if versions == [POPULARITY_FALLBACK] else f"model version {', '.join(versions)}")
+    lines = [f"Recommendations: {recommendations['rows']} rows for {recommendations['users']} users, by {by}"]
+    if audiences:
+        lines.append(f"Audiences: {len(audiences)} campaigns, "
+                     + ", ".join(f"{name} {users}" for name, users in audiences.items()) + " users")
+    return lines
 
 
 def _read(path: Path) -> dict[str, Any]:

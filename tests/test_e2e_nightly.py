@@ -68,6 +68,10 @@ def _recommendations(config, ds):
                                                                                    (C.RANK, "ascending")])
 
 
+def _audiences(config, ds):
+    return pq.read_table(partition_path(config.layout.audiences, ds))
+
+
 def test_first_run_produces_checked_data_models_champion_and_recommendations(nightly):
     config, run_dag = nightly
     dag_run = run_dag(DS)
@@ -89,6 +93,12 @@ def test_first_run_produces_checked_data_models_champion_and_recommendations(nig
     for user, item in zip(recs.column(C.USER_KEY).to_pylist(), recs.column(C.ITEM_IDX).to_pylist(), strict=True):
         assert item not in bought[user], "an item the user already bought was recommended"
     assert "user_id" not in recs.column_names and "email" not in features.column_names
+    audiences = pq.read_table(partition_path(config.layout.audiences, DS))
+    campaigns = set(pq.read_table(partition_path(config.layout.features, DS) / "campaign_items")
+                    .column(C.CAMPAIGN).to_pylist())
+    assert campaigns and set(audiences.column(C.CAMPAIGN).to_pylist()) == campaigns  # the demo's ad campaigns
+    assert audiences.num_rows == len(campaigns) * min(config.scoring.audience_size, features.num_rows)
+    assert set(audiences.column(C.USER_KEY).to_pylist()) <= set(features.column(C.USER_KEY).to_pylist())
     report = config.layout.reports_dir / f"run-{DS}.html"
     assert report.exists() and "Promotion gate" in report.read_text()
     assert report.with_suffix(".md").exists()
@@ -97,10 +107,12 @@ def test_first_run_produces_checked_data_models_champion_and_recommendations(nig
 def test_rerun_of_the_same_date_changes_nothing(nightly):
     config, run_dag = nightly
     before_state, before_recs = _registry_state(config), _recommendations(config, DS)
+    before_audiences = _audiences(config, DS)
     dag_run = run_dag(DS)
     assert str(dag_run.state) == "success"
     assert _registry_state(config) == before_state  # no new runs, versions or alias moves
     assert _recommendations(config, DS).equals(before_recs)
+    assert _audiences(config, DS).equals(before_audiences)
     leftovers = [p for p in config.layout.lake_dir.rglob(".staging-*")]
     assert leftovers == []
 

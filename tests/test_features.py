@@ -288,6 +288,8 @@ def test_popularity_rfm_and_campaigns_over_trailing_windows(spark):
     campaigns = aggregates.campaign_performance(ev, ds, [1]).collect()
     assert [(r[C.CAMPAIGN], r[aggregates.IMPRESSIONS], r[aggregates.CLICKS], r[aggregates.CTR]) for r in campaigns] == [
         ("black-friday", 2, 1, 0.5)]
+    items = [(r[C.CAMPAIGN], r[C.ITEM_IDX], r[C.N_EVENTS]) for r in aggregates.campaign_items(ev, voc).collect()]
+    assert items == [("black-friday", idx["i2"], 3)]  # every campaign event of the window, on its item
 
 
 def test_padded_sequences_are_fixed_width_and_left_padded(spark):
@@ -336,5 +338,6 @@ def test_late_replayed_and_bot_events_and_incremental_nights(spark, tmp_path, mo
     fresh = build_features.main(["--ds", "2026-11-27", "--features-root", str(scratch), *common])
     assert fresh["partitions_read"] == ["dt=2026-11-26", "dt=2026-11-27"]
     again = _snapshot(spark, scratch / "dt=2026-11-27")
-    for output in ("sequences", "item_popularity_windows", "user_rfm", "campaign_performance", "events"):
+    for output in ("sequences", "item_popularity_windows", "user_rfm", "campaign_performance", "campaign_items",
+                   "events"):
         assert again[output] == night[output], output

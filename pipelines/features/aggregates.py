@@ -2,7 +2,8 @@
 
 - ``popularity_by_window``: per item, events and distinct users over the last 1, 7, 30 ... days;
 - ``user_rfm``: per user, recency, frequency and monetary value, plus favourite categories;
-- ``campaign_performance``: per campaign, impressions, clicks and click-through rate over the same windows.
+- ``campaign_performance``: per campaign, impressions, clicks and click-through rate over the same windows;
+- ``campaign_items``: per campaign, the items its events were on (what scoring builds audiences for).
 
 A window of ``w`` days ending at ``ds`` covers event times in ``[ds - w + 1, ds + 1)`` (UTC). Bot
 events are excluded before these are called.
@@ -113,3 +114,19 @@ def campaign_performance(events: DataFrame, ds: str, windows: Sequence[int] = (1
     out = _by_window(ads, ds, windows, build)
     ctr = F.when(F.col(IMPRESSIONS) > 0, F.round(F.col(CLICKS) / F.col(IMPRESSIONS), 6))
     return out.select(WINDOW_DAYS, C.CAMPAIGN, IMPRESSIONS, CLICKS, ctr.alias(CTR), C.N_USERS)
+
+
+def campaign_items(events: DataFrame, vocab: DataFrame, item_col: str = C.ITEM_ID, idx_col: str = C.ITEM_IDX
+                   ) -> DataFrame:
+    """(campaign, item_idx, n_events) over the window: the items a campaign's events (ads, and what they led to) were on.
+
+    Scoring ranks users by how likely the champion thinks their next item is one of these: the
+    campaign's audience.
+    """
+    tagged = events.filter(F.col(C.CAMPAIGN).isNotNull() & F.col(item_col).isNotNull())
+    return (
+        tagged.join(F.broadcast(vocab.select(item_col, idx_col)), item_col, "inner")
+        .groupBy(C.CAMPAIGN, idx_col)
+        .agg(F.count(F.lit(1)).alias(C.N_EVENTS))
+        .orderBy(C.CAMPAIGN, idx_col)
+    )

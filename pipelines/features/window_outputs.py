@@ -17,6 +17,7 @@ from pipelines.features import aggregates, transforms, vocab
 
 SEQUENCES_DIR = "sequences"
 POPULARITY_WINDOWS_DIR = "item_popularity_windows"
+CAMPAIGN_ITEMS_DIR = "campaign_items"
 CORE_OUTPUTS = (SEQUENCES_DIR, POPULARITY_WINDOWS_DIR)
 
 
@@ -35,6 +36,7 @@ def build_outputs(events: DataFrame, item_vocab: DataFrame, args: Namespace) -> 
         "user_rfm": aggregates.user_rfm(events, args.ds, args.favourite_categories).sortWithinPartitions(C.USER_KEY),
         "campaign_performance": aggregates.campaign_performance(events, args.ds, args.popularity_windows)
         .orderBy(aggregates.WINDOW_DAYS, C.CAMPAIGN),
+        CAMPAIGN_ITEMS_DIR: aggregates.campaign_items(events, item_vocab),
         "sessions_summary": transforms.summarize_sessions(events),
     })
     return outputs

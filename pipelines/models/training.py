@@ -203,15 +203,30 @@ def top_k_items(
     ``exclude``: per-row item ids to leave out (list of arrays, list of lists, ListArray or
     (values, offsets)). Only ``batch_size`` x (num_items + 1) scores exist at any time.
     """
-    if not 1 <= k <= model.num_items:
-        raise ValueError(f"k={k} must be in 1..num_items={model.num_items}.")
     inputs = as_input_dict(inputs)
+    return top_k_scored(lambda batch: score_items(model, batch, batch_size), inputs, model.num_items, k,
+                        exclude=exclude, batch_size=batch_size)
+
+
+def top_k_scored(
+    score_batch,
+    inputs: dict[str, np.ndarray],
+    num_items: int,
+    k: int,
+    exclude=None,
+    batch_size: int = 512,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``top_k_items`` for any scorer: ``score_batch(inputs of up to batch_size rows) -> [b, num_items + 1]``."""
+    if not 1 <= k <= num_items:
+        raise ValueError(f"k={k} must be in 1..num_items={num_items}.")
     count = len(inputs["items"])
     excluded = flatten_sequences(exclude) if exclude is not None else None
     top_items, top_scores = np.zeros((count, k), np.int32), np.zeros((count, k), np.float32)
     for start in range(0, count, batch_size):
         part = slice(start, min(start + batch_size, count))
-        scores = score_items(model, {key: v[part] for key, v in inputs.items()}, batch_size)  # [b, N+1]
+        scores = np.asarray(score_batch({key: v[part] for key, v in inputs.items()}))  # [b, N+1]
+        if scores.dtype != np.float32 or not scores.flags.writeable:  # e.g. a broadcast popularity row
+            scores = np.array(scores, np.float32)
         _mask_excluded(scores, excluded, part)
         best = np.argpartition(-scores, k - 1, axis=1)[:, :k]  # [b, k] unordered
         best_scores = np.take_along_axis(scores, best, axis=1)
