@@ -139,8 +139,10 @@ def run_nightly(config: PipelineConfig, ds: str) -> int:
                               env=env, stdout=log, stderr=subprocess.STDOUT)
     stages["DAG run (total)"] = time.perf_counter() - started
     os.environ.update(env)
-    stages.update({f"  {task}": seconds for task, seconds in task_durations(config.airflow.dag_id, ds).items()})
-    from pipelines.summary import collect_run_summary, format_run_summary
+    from pipelines.summary import airflow_task_durations, collect_run_summary, format_run_summary
+
+    durations = airflow_task_durations(config.airflow.dag_id, ds)
+    stages.update({f"  {task}": seconds for task, seconds in durations.items()})
 
     summary = collect_run_summary(config, ds, {k: round(v, 1) for k, v in stages.items()})
     if not Path(summary["report"]).exists():  # the DAG's report task did not get to run: write it here
@@ -154,25 +156,6 @@ def run_nightly(config: PipelineConfig, ds: str) -> int:
         _print_errors(log_file)
     print(format_run_summary(summary))
     return 1 if failed else 0
-
-
-def task_durations(dag_id: str, ds: str) -> dict[str, float]:
-    """Wall time of each task instance of the latest run of ``dag_id`` for ``ds``, from Airflow's metadata."""
-    from airflow.models import DagRun, TaskInstance
-    from airflow.utils.session import create_session
-
-    logical = dt.datetime.combine(dt.date.fromisoformat(ds), dt.time(), tzinfo=dt.UTC)
-    with create_session() as session:
-        run = (session.query(DagRun).filter(DagRun.dag_id == dag_id, DagRun.logical_date == logical)
-               .order_by(DagRun.id.desc()).first())
-        if run is None:
-            return {}
-        instances = session.query(TaskInstance).filter(TaskInstance.dag_id == dag_id,
-                                                       TaskInstance.run_id == run.run_id).all()
-        rows = sorted((ti.start_date or run.start_date, ti.task_id, ti.map_index, ti.duration or 0.0, ti.state)
-                      for ti in instances)
-    return {f"{task}{f'[{index}]' if index >= 0 else ''} ({state})": round(float(duration), 1)
-            for _, task, index, duration, state in rows}
 
 
 def _print_errors(log_file: Path) -> None:

@@ -11,6 +11,7 @@ DAG's own task function, like ``make run`` does for the demo's history), then ru
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -46,25 +47,32 @@ def run_imported(config: PipelineConfig, ds: str) -> int:
     env = pipeline_environment(config)
     if ds < config.airflow.start_date.isoformat():  # exports are often older than the DAG's start_date,
         env["PIPELINE__AIRFLOW__START_DATE"] = ds  # before which Airflow would run no task at all
+    stages: dict[str, float] = {}
+    started = time.perf_counter()
     prepare_airflow(config, env)
+    stages["airflow metadata (db migrate)"] = time.perf_counter() - started
     started = time.perf_counter()
     outcomes = validate_window(config, ds)
-    print(f"validated {len(outcomes)} earlier imported day(s) of the window in {time.perf_counter() - started:.0f}s")
+    stages["validate earlier imported days"] = time.perf_counter() - started
+    print(f"validated {len(outcomes)} earlier imported day(s) of the window in "
+          f"{stages['validate earlier imported days']:.0f}s")
     for day, outcome in outcomes.items():
         if outcome.startswith("refused"):
             print(f"  {day}: {outcome}")
     log_file = config.layout.var_dir / "logs" / f"{config.airflow.dag_id}-{ds}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     print(f"running DAG {config.airflow.dag_id} for {ds} (task logs: {log_file}) ...", flush=True)
+    started = time.perf_counter()
     with log_file.open("w") as log:
         done = subprocess.run([sys.executable, "-m", "airflow", "dags", "test", config.airflow.dag_id, ds],
                               env=env, stdout=log, stderr=subprocess.STDOUT)
-    import os
-
+    stages["DAG run (total)"] = time.perf_counter() - started
     os.environ.update(env)
-    from pipelines.summary import collect_run_summary, format_run_summary
+    from pipelines.summary import airflow_task_durations, collect_run_summary, format_run_summary
 
-    print(format_run_summary(collect_run_summary(config, ds, {})))
+    durations = airflow_task_durations(config.airflow.dag_id, ds)
+    stages.update({f"  {task}": seconds for task, seconds in durations.items()})
+    print(format_run_summary(collect_run_summary(config, ds, {k: round(v, 1) for k, v in stages.items()})))
     if done.returncode != 0:
         print(f"\nThe DAG run for {ds} failed (exit {done.returncode}); see {log_file}", file=sys.stderr)
     return done.returncode
