@@ -131,8 +131,9 @@ class EvaluationConfig(_Section):
 class PromotionConfig(_Section):
     registered_model: str
     champion_alias: str
-    min_lift_over_popularity: float
-    champion_tolerance: float
+    # A relative lift, as MLflow's MetricThreshold(min_relative_change=...) takes it: 0.1 = 10% better.
+    min_lift_over_popularity: float = Field(ge=0.0, le=1.0)
+    champion_tolerance: float = Field(ge=0.0)
     challenger_alias: str
 
 

@@ -45,6 +45,12 @@ def test_mistyped_value_names_key_and_its_source(tmp_path):
         load_config(conf_dir=_conf_dir(tmp_path), env={"PIPELINE__DEMO__DAYS": "a fortnight"})
 
 
+def test_out_of_range_value_names_key_source_and_bound(tmp_path):
+    env = {"PIPELINE__PROMOTION__MIN_LIFT_OVER_POPULARITY": "10"}  # MLflow's thresholds take 0..1
+    with pytest.raises(ConfigError, match=r"PIPELINE__PROMOTION__MIN_LIFT_OVER_POPULARITY.*less than or equal to 1"):
+        load_config(conf_dir=_conf_dir(tmp_path), env=env)
+
+
 def test_unknown_section_in_run_params():
     with pytest.raises(ConfigError, match="run params: unknown key 'trainnig'"):
         load_config({"trainnig": {"epochs": 1}}, env={})
