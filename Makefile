@@ -86,7 +86,7 @@ spark-cluster: setup ## Start a Spark standalone master + worker on 127.0.0.1:70
 spark-cluster-stop: ## Stop exactly the master and worker that make spark-cluster started
 	$(PY) -m pipelines.spark_cluster stop
 
-bench-features: setup ## Spark job vs DuckDB SQL on 1M and 10M generated events (BENCH_ARGS=--with-50m adds 50M)
+bench-features: setup ## Spark job vs DuckDB SQL on 1M and 10M events, full and as a scheduled night (BENCH_ARGS: --with-50m, --no-nightly)
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
 # --- end of the clickstream/cluster/benchmark block ------------------------------------------------
 

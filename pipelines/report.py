@@ -87,6 +87,9 @@ def build_sections(report: dict[str, Any]) -> list[tuple[str, list[str], list[li
             ["catalogue coverage", f"{bias['recommended_items']} of {bias['items']} items ({bias['coverage']:.1%})"],
             ["share in the most popular 1/" + str(bias["buckets"]) + " of items", f"{bias['top_bucket_share']:.1%}"],
             ["rows", str(bias["rows"])]]))
+    if report.get("audiences"):
+        sections.append(("Campaign audiences", ["campaign", "users"],
+                         [[name, str(users)] for name, users in report["audiences"].items()]))
     sections.append(("Champion history", ["at", "action", "version", "previous", "who", "reason"],
                      [[e["at"], e["action"], e["version"], str(e.get("previous_version")), e.get("who", ""),
                        e.get("reason", "")] for e in reversed(report["history"])]))

@@ -18,6 +18,7 @@ import numpy as np
 from pipelines import columns as C
 from pipelines.config import PipelineConfig
 from pipelines.io import partition_path
+from pipelines.summary import audience_sizes
 from pipelines.validation.drift import trailing_days
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ def collect_report(config: PipelineConfig, ds: str, run_started: dt.datetime | N
     fresh = _fresh(recommendations / "part-00000.parquet", run_started)
     report = {"ds": ds, **records, "stopped_at": _stopped_at(records, fresh),
               "recommendations": recommendation_bias(config, ds) if fresh else {},
+              "audiences": audience_sizes(partition_path(layout.audiences, ds)) if fresh else {},
               "history": _champion_history(config), "trend": metric_trend(config, ds),
               "volume": daily_volume(config, ds), "curves": training_curves(config, records["evaluation"]),
               "tracking_uri": config.tracking_uri}

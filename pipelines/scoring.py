@@ -86,7 +86,8 @@ def write_recommendations(config: PipelineConfig, ds: str) -> dict[str, Any]:
     target = partition_path(config.layout.recommendations, ds)
     with atomic_partition(target) as staging:
         pq.write_table(table, staging / "part-00000.parquet")
-    audiences = _audience_table(scored, campaigns, np.concatenate(affinity) if affinity else None,
+    audiences = _audience_table(scored, campaigns if affinity else [],
+                                np.concatenate(affinity) if affinity else np.zeros((0, 0), np.float32),
                                 config.scoring.audience_size, version)
     audiences_target = partition_path(config.layout.audiences, ds)
     with atomic_partition(audiences_target) as staging:
@@ -132,7 +133,7 @@ def _campaign_items(features_path, num_items: int) -> tuple[list[str], np.ndarra
     return campaigns, matrix
 
 
-def _audience_table(users: pa.Table, campaigns: list[str], affinity: np.ndarray | None, size: int,
+def _audience_table(users: pa.Table, campaigns: list[str], affinity: np.ndarray, size: int,
                     version: str) -> pa.Table:
     """(campaign, rank, user_key, affinity, model_version): each campaign's ``size`` likeliest users, best first."""
     keys = np.asarray(users.column(C.USER_KEY).to_pylist(), dtype=object)

@@ -28,7 +28,7 @@ def collect_run_summary(config: PipelineConfig, ds: str, stage_seconds: dict[str
                     "features": str(partition_path(layout.features, ds)),
                     "data_docs": str(layout.gx_dir)},
         "recommendations": _recommendations(partition_path(layout.recommendations, ds)),
-        "audiences": _audiences(partition_path(layout.audiences, ds)),
+        "audiences": audience_sizes(partition_path(layout.audiences, ds)),
         "stage_seconds": stage_seconds,
         "tracking_uri": config.tracking_uri,
         "report": str(layout.reports_dir / f"run-{ds}.html"),
@@ -109,7 +109,7 @@ def _recommendations(folder: Path) -> dict[str, Any]:
             "model_versions": sorted(table.column(C.MODEL_VERSION).unique().to_pylist())}
 
 
-def _audiences(folder: Path) -> dict[str, int]:
+def audience_sizes(folder: Path) -> dict[str, int]:
     """{campaign: users in its audience} of the day ({} if none were written)."""
     import pyarrow.parquet as pq
 
