@@ -3,7 +3,7 @@
 Both are written as the day's partition (``outputs/recommendations/dt=<ds>``, ``outputs/audiences/dt=<ds>``)
 from one pass of the model over the users. A campaign's audience is the ``scoring.audience_size`` users
 the champion finds likeliest to go next to one of the campaign's items (the softmax probability of
-the items its events were on in the window, ``features/.../campaign_items``), best first.
+the items its ads showed in the window, ``features/.../campaign_items``), best first.
 
 Before any model has passed the promotion gate (a new shop, a sample too small to train on), the
 ``scoring.without_champion`` setting decides: ``popularity`` (the default) writes the window's most

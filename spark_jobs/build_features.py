@@ -13,7 +13,7 @@ missing or written with other settings). From the window's clean, non-bot events
 - ``item_vocab/`` (append-only ids, versioned with the features: the previous one is the latest before ds)
 - ``item_popularity/`` (whole window) and ``item_popularity_windows/`` (1/7/30 days)
 - ``user_rfm/`` (recency, frequency, monetary, favourite categories), ``campaign_performance/``,
-  ``campaign_items/`` (the items each campaign's events were on: scoring builds its audience from them)
+  ``campaign_items/`` (the items each campaign's ads showed: scoring builds its audience from them)
 - ``sessions_summary/``, ``events/`` and ``_stats.json`` (counts that reconcile, and the settings)
 
 A rerun of the same ds replaces the folder with identical content. ``--outputs core`` writes only

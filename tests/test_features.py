@@ -289,7 +289,9 @@ def test_popularity_rfm_and_campaigns_over_trailing_windows(spark):
     assert [(r[C.CAMPAIGN], r[aggregates.IMPRESSIONS], r[aggregates.CLICKS], r[aggregates.CTR]) for r in campaigns] == [
         ("black-friday", 2, 1, 0.5)]
     items = [(r[C.CAMPAIGN], r[C.ITEM_IDX], r[C.N_EVENTS]) for r in aggregates.campaign_items(ev, voc).collect()]
-    assert items == [("black-friday", idx["i2"], 3)]  # every campaign event of the window, on its item
+    assert items == [("black-friday", idx["i2"], 3)]  # the campaign's ad events of the window, on their item
+    everything_tagged = ev.withColumn(C.CAMPAIGN, F.lit("black-friday"))  # views after an ad keep its tag
+    assert aggregates.campaign_items(everything_tagged, voc).collect() == aggregates.campaign_items(ev, voc).collect()
 
 
 def test_padded_sequences_are_fixed_width_and_left_padded(spark):
