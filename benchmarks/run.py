@@ -33,6 +33,7 @@ from pipelines.config import REPO_ROOT, load_config
 from pipelines.io import write_json_atomic
 
 DS, DAYS = "2026-11-27", 7
+FEATURE_JOB = REPO_ROOT / "spark_jobs" / "build_features.py"
 _KEY = "bench-only-key"
 
 
@@ -67,8 +68,9 @@ def measure(command: list[str], env: dict[str, str]) -> dict:
                 tree = [(p.pid, p.name(), p.memory_info().rss) for p in [root, *root.children(recursive=True)]]
             except psutil.Error:
                 continue
-            if sum(rss for _, _, rss in tree) > peak[0]:  # keep who made up the peak, to explain it
-                peak[:] = [sum(rss for _, _, rss in tree), [f"{name}[{pid}] {rss / 2**30:.2f}" for pid, name, rss in tree]]
+            total = sum(rss for _, _, rss in tree)
+            if total > peak[0]:  # keep who made up the peak, to explain it
+                peak[:] = [total, [f"{name}[{pid}] {rss / 2**30:.2f}" for pid, name, rss in tree]]
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -131,10 +133,9 @@ def bench_size(root: Path, n_events: int, cores: int, driver_memory: str, nightl
     spark_out, duck_out, event_log = data / "features", data / "duckdb", data / "spark-events"
     shutil.rmtree(event_log, ignore_errors=True)
     event_log.mkdir(parents=True)
-    job = REPO_ROOT / "spark_jobs" / "build_features.py"
     launched = time.time()
-    spark = measure(spark_command(job, _job_args(data, spark_out, DS, DAYS, cores), driver_memory, cores, event_log),
-                    env)
+    job_args = _job_args(data, spark_out, DS, DAYS, cores)
+    spark = measure(spark_command(FEATURE_JOB, job_args, driver_memory, cores, event_log), env)
     breakdown = read_event_log(event_log, launched)
     duck = measure([sys.executable, "-m", "benchmarks.duckdb_features", str(data / "validated"), str(duck_out),
                     DS, str(DAYS)], env)
@@ -175,9 +176,9 @@ def bench_nightly(data: Path, cores: int, driver_memory: str, env: dict, duck: d
     last = dt.date.fromisoformat(DS)
     for back in range(DAYS - 1, 0, -1):  # the previous nights, each cleaning its own day
         night = (last - dt.timedelta(days=back)).isoformat()
-        measure(spark_command(REPO_ROOT / "spark_jobs" / "build_features.py",
+        measure(spark_command(FEATURE_JOB,
                               _job_args(data, features, night, 1, cores), driver_memory, cores), env)
-    spark = measure(spark_command(REPO_ROOT / "spark_jobs" / "build_features.py",
+    spark = measure(spark_command(FEATURE_JOB,
                                   _job_args(data, features, DS, DAYS, cores), driver_memory, cores), env)
     stats = json.loads((features / f"dt={DS}" / "_stats.json").read_text())
     # events_in (and the dedup counts) cover only the day cleaned tonight: compare what the window holds

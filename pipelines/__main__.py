@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 from pipelines.config import ConfigError, PipelineConfig, load_config
@@ -25,7 +23,9 @@ from pipelines.runtime import (
     check_java,
     pipeline_environment,
     prepare_airflow,
+    run_dag_test,
     shell_exports,
+    timed,
 )
 
 
@@ -121,37 +121,23 @@ def run_nightly(config: PipelineConfig, ds: str) -> int:
     check_java()
     env = pipeline_environment(config)
     stages: dict[str, float] = {}
-    started = time.perf_counter()
-    prepare_airflow(config, env)
-    stages["airflow metadata (db migrate)"] = time.perf_counter() - started
-    started = time.perf_counter()
-    land_demo(config, ds)
-    stages["land demo clickstream"] = time.perf_counter() - started
-    started = time.perf_counter()
-    validate_history(config, ds)
-    stages["validate earlier demo days"] = time.perf_counter() - started
-    log_file = config.layout.var_dir / "logs" / f"{config.airflow.dag_id}-{ds}.log"
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    print(f"running DAG {config.airflow.dag_id} for {ds} (task logs: {log_file}) ...", flush=True)
-    started = time.perf_counter()
-    with log_file.open("w") as log:
-        done = subprocess.run([sys.executable, "-m", "airflow", "dags", "test", config.airflow.dag_id, ds],
-                              env=env, stdout=log, stderr=subprocess.STDOUT)
-    stages["DAG run (total)"] = time.perf_counter() - started
-    os.environ.update(env)
-    from pipelines.summary import airflow_task_durations, collect_run_summary, format_run_summary
+    with timed(stages, "airflow metadata (db migrate)"):
+        prepare_airflow(config, env)
+    with timed(stages, "land demo clickstream"):
+        land_demo(config, ds)
+    with timed(stages, "validate earlier demo days"):
+        validate_history(config, ds)
+    returncode, log_file = run_dag_test(config, env, ds, stages)
+    from pipelines.summary import collect_run_summary, format_run_summary
 
-    durations = airflow_task_durations(config.airflow.dag_id, ds)
-    stages.update({f"  {task}": seconds for task, seconds in durations.items()})
-
-    summary = collect_run_summary(config, ds, {k: round(v, 1) for k, v in stages.items()})
+    summary = collect_run_summary(config, ds, stages)
     if not Path(summary["report"]).exists():  # the DAG's report task did not get to run: write it here
         from pipelines.report import write_run_report
 
         write_run_report(config, ds)
-    failed = done.returncode != 0 or not summary["decision"]
+    failed = returncode != 0 or not summary["decision"]
     if failed:
-        print(f"The DAG run for {ds} failed (exit {done.returncode}). The failing task's log is in "
+        print(f"The DAG run for {ds} failed (exit {returncode}). The failing task's log is in "
               f"{log_file}; search it for 'ERROR'. Fix the cause and rerun: make run DS={ds}", file=sys.stderr)
         _print_errors(log_file)
     print(format_run_summary(summary))

@@ -15,6 +15,8 @@ import secrets
 import shutil
 import subprocess
 import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from pipelines.config import REPO_ROOT, PipelineConfig
@@ -100,3 +102,50 @@ def _run_quiet(command: list[str], env: dict[str, str], what: str) -> None:
 def shell_exports(env: dict[str, str], keys: list[str]) -> str:
     """``export K='V'`` lines for the Makefile's UI targets."""
     return "\n".join(f"export {key}='{env[key]}'" for key in keys if key in env)
+
+
+@contextmanager
+def timed(stages: dict[str, float], name: str):
+    """Record the wall seconds of the ``with`` block as ``stages[name]`` (rounded to 0.1 s)."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        stages[name] = round(time.perf_counter() - started, 1)
+
+
+def run_dag_test(config: PipelineConfig, env: dict[str, str], ds: str, stages: dict[str, float]) -> tuple[int, Path]:
+    """``airflow dags test`` of the nightly DAG for ``ds``, its output in ``var/logs``; (exit status, log file).
+
+    Adds the run's wall time and each task's (from Airflow's metadata) to ``stages``.
+    """
+    log_file = config.layout.var_dir / "logs" / f"{config.airflow.dag_id}-{ds}.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    print(f"running DAG {config.airflow.dag_id} for {ds} (task logs: {log_file}) ...", flush=True)
+    with timed(stages, "DAG run (total)"), log_file.open("w") as log:
+        done = subprocess.run([sys.executable, "-m", "airflow", "dags", "test", config.airflow.dag_id, ds],
+                              env=env, stdout=log, stderr=subprocess.STDOUT)
+    os.environ.update(env)  # this process now reads the metadata (and MLflow store) the run wrote
+    stages.update({f"  {task}": seconds for task, seconds in airflow_task_durations(config.airflow.dag_id, ds).items()})
+    return done.returncode, log_file
+
+
+def airflow_task_durations(dag_id: str, ds: str) -> dict[str, float]:
+    """Wall time of each task instance of the latest run of ``dag_id`` for ``ds``, from Airflow's metadata."""
+    import datetime as dt
+
+    from airflow.models import DagRun, TaskInstance
+    from airflow.utils.session import create_session
+
+    logical = dt.datetime.combine(dt.date.fromisoformat(ds), dt.time(), tzinfo=dt.UTC)
+    with create_session() as session:
+        run = (session.query(DagRun).filter(DagRun.dag_id == dag_id, DagRun.logical_date == logical)
+               .order_by(DagRun.id.desc()).first())
+        if run is None:
+            return {}
+        instances = session.query(TaskInstance).filter(TaskInstance.dag_id == dag_id,
+                                                       TaskInstance.run_id == run.run_id).all()
+        rows = sorted((ti.start_date or run.start_date, ti.task_id, ti.map_index, ti.duration or 0.0, ti.state)
+                      for ti in instances)
+    return {f"{task}{f'[{index}]' if index >= 0 else ''} ({state})": round(float(duration), 1)
+            for _, task, index, duration, state in rows}

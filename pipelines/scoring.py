@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -69,8 +70,7 @@ def write_recommendations(config: PipelineConfig, ds: str) -> dict[str, Any]:
         campaigns = []
     else:
         model = load_registered_model(champion)
-        batch_size = config.scoring.batch_size
-        score_batch = lambda batch: score_items(model, batch, batch_size)  # noqa: E731
+        score_batch = partial(score_items, model, batch_size=config.scoring.batch_size)
         version, model_name = str(champion.version), champion.tags.get("pipeline.model")
     affinity: list[np.ndarray] = []  # [batch, campaigns] probability of a campaign item next
 

@@ -141,23 +141,3 @@ def _recommendation_lines(recommendations: dict[str, Any], audiences: dict[str, 
 def _read(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
-
-def airflow_task_durations(dag_id: str, ds: str) -> dict[str, float]:
-    """Wall time of each task instance of the latest run of ``dag_id`` for ``ds``, from Airflow's metadata."""
-    import datetime as dt
-
-    from airflow.models import DagRun, TaskInstance
-    from airflow.utils.session import create_session
-
-    logical = dt.datetime.combine(dt.date.fromisoformat(ds), dt.time(), tzinfo=dt.UTC)
-    with create_session() as session:
-        run = (session.query(DagRun).filter(DagRun.dag_id == dag_id, DagRun.logical_date == logical)
-               .order_by(DagRun.id.desc()).first())
-        if run is None:
-            return {}
-        instances = session.query(TaskInstance).filter(TaskInstance.dag_id == dag_id,
-                                                       TaskInstance.run_id == run.run_id).all()
-        rows = sorted((ti.start_date or run.start_date, ti.task_id, ti.map_index, ti.duration or 0.0, ti.state)
-                      for ti in instances)
-    return {f"{task}{f'[{index}]' if index >= 0 else ''} ({state})": round(float(duration), 1)
-            for _, task, index, duration, state in rows}

@@ -30,7 +30,6 @@ import datetime as dt
 import os
 import shutil
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 try:
@@ -150,18 +149,8 @@ def _clean_params(args: argparse.Namespace) -> clean_events.CleanParams:
 
 def _write(df, path: Path) -> None:
     # One small file per output; repartition (not coalesce) keeps the upstream stages parallel.
-    with _described(f"write {path.name}", df.sparkSession):
+    with clean_events.described(df.sparkSession, f"write {path.name}"):
         df.repartition(1).write.mode("errorifexists").parquet(str(path))
-
-
-@contextmanager
-def _described(what: str, spark):
-    """Name the Spark jobs started inside (the Spark UI, the event log and ``make bench-features`` show it)."""
-    spark.sparkContext.setJobDescription(what)
-    try:
-        yield
-    finally:
-        spark.sparkContext.setJobDescription(None)
 
 
 def _window_events(spark, args, key: bytes, staging: Path, stats: dict):
@@ -175,7 +164,7 @@ def _window_events(spark, args, key: bytes, staging: Path, stats: dict):
     batch = clean_events.clean_batch(raw, earlier, key, params)
     today = batch.events.filter(F.col(LANDED_DT) == args.ds)
     # The sessions' own order (user, landed day, time, id): rows come out of that window so, no second sort.
-    with _described(f"write {EVENTS_DIR} of {args.ds}", spark):
+    with clean_events.described(spark, f"write {EVENTS_DIR} of {args.ds}"):
         today.sortWithinPartitions(C.USER_KEY, LANDED_DT, C.EVENT_TIME, C.EVENT_ID).write.parquet(
             str(staging / EVENTS_DIR))
     stored = clean_events.read_clean_events(spark, reuse)
@@ -185,7 +174,7 @@ def _window_events(spark, args, key: bytes, staging: Path, stats: dict):
     if stored is not None:  # else it derives cheaply from the batch's cached sessions: no second cache
         window = window.persist()
     stats.update(batch.counts)
-    with _described("count the window's events", spark):
+    with clean_events.described(spark, "count the window's events"):
         stats.update({"partitions_read": [p.name for p in compute], "clean_events_reused": sorted(reuse),
                       "events_in_window": window.count()})
     return window, [window, *batch.cached]
@@ -222,7 +211,7 @@ def _build(spark, args, key: bytes, staging: Path) -> dict:
         outputs = window_outputs.build_outputs(events, item_vocab, args)
         for name, frame in outputs.items():
             _write(frame, staging / name)
-        with _described("count sessions and users", spark):
+        with clean_events.described(spark, "count sessions and users"):
             totals = window_outputs.window_totals(events)
     finally:
         for frame in cached:

@@ -16,6 +16,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -125,7 +126,8 @@ def drop_duplicates(df: DataFrame) -> tuple[DataFrame, list[DataFrame]]:
     """
     id_hash = F.xxhash64(C.EVENT_ID).alias("_id_hash")
     candidates = df.groupBy(id_hash).count().filter(F.col("count") > 1).select("_id_hash").persist()
-    n_candidates = _counted(candidates, "duplicates: ids seen twice; input counts")
+    with described(df.sparkSession, "duplicates: ids seen twice; input counts"):
+        n_candidates = candidates.count()
     if n_candidates == 0:
         return df, [candidates]
     if n_candidates > _BROADCAST_ROWS:
@@ -137,13 +139,14 @@ def drop_duplicates(df: DataFrame) -> tuple[DataFrame, list[DataFrame]]:
     return single.unionByName(copies), [candidates]
 
 
-def _counted(df: DataFrame, description: str) -> int:
-    """``df.count()`` under a job description (the Spark UI and the benchmark's breakdown show it)."""
-    df.sparkSession.sparkContext.setJobDescription(description)
+@contextmanager
+def described(spark: SparkSession, what: str):
+    """Name the Spark jobs started inside (the Spark UI, the event log and ``make bench-features`` show it)."""
+    spark.sparkContext.setJobDescription(what)
     try:
-        return df.count()
+        yield
     finally:
-        df.sparkSession.sparkContext.setJobDescription(None)
+        spark.sparkContext.setJobDescription(None)
 
 
 def clean_batch(raw: DataFrame, earlier: DataFrame | None, key: bytes, params: CleanParams) -> CleanBatch:
@@ -169,12 +172,11 @@ def clean_batch(raw: DataFrame, earlier: DataFrame | None, key: bytes, params: C
     users = transforms.pseudonymize_users(kept, key, params.user_buckets)
     sessions = transforms.build_sessions(users, params.session_gap_minutes, split_col=LANDED_DT).persist()
     activity = cleaning.session_activity(sessions)
-    sessions.sparkSession.sparkContext.setJobDescription("sessions: pseudonymise, sessionise, cache")
-    totals = activity.agg(F.count(F.lit(1)).alias("sessions"), F.sum("events").alias("events")).first()
+    with described(raw.sparkSession, "sessions: pseudonymise, sessionise, cache"):
+        totals = activity.agg(F.count(F.lit(1)).alias("sessions"), F.sum("events").alias("events")).first()
     bots = cleaning.bot_sessions(activity, params.bot_max_events_per_minute, params.bot_min_events).persist()
-    sessions.sparkSession.sparkContext.setJobDescription("bots: fast sessions")
-    bot_totals = bots.agg(F.count(F.lit(1)).alias("n"), F.sum("events").alias("events")).first()
-    sessions.sparkSession.sparkContext.setJobDescription(None)
+    with described(raw.sparkSession, "bots: fast sessions"):
+        bot_totals = bots.agg(F.count(F.lit(1)).alias("n"), F.sum("events").alias("events")).first()
     n_bots = int(bot_totals["n"])
     events = cleaning.flag_bots(sessions, bots, n_bots) if n_bots else sessions.withColumn(IS_BOT, F.lit(False))
     after_rules = counts["events_in"] - counts["late_events_dropped"] - counts["future_events_dropped"]

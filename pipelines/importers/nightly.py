@@ -11,14 +11,18 @@ DAG's own task function, like ``make run`` does for the demo's history), then ru
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
-import time
 
 from pipelines.config import ConfigError, PipelineConfig, load_config
 from pipelines.features.partitions import window_partitions
-from pipelines.runtime import EnvironmentProblem, check_java, pipeline_environment, prepare_airflow
+from pipelines.runtime import (
+    EnvironmentProblem,
+    check_java,
+    pipeline_environment,
+    prepare_airflow,
+    run_dag_test,
+    timed,
+)
 
 
 def validate_window(config: PipelineConfig, ds: str) -> dict[str, str]:
@@ -48,34 +52,22 @@ def run_imported(config: PipelineConfig, ds: str) -> int:
     if ds < config.airflow.start_date.isoformat():  # exports are often older than the DAG's start_date,
         env["PIPELINE__AIRFLOW__START_DATE"] = ds  # before which Airflow would run no task at all
     stages: dict[str, float] = {}
-    started = time.perf_counter()
-    prepare_airflow(config, env)
-    stages["airflow metadata (db migrate)"] = time.perf_counter() - started
-    started = time.perf_counter()
-    outcomes = validate_window(config, ds)
-    stages["validate earlier imported days"] = time.perf_counter() - started
+    with timed(stages, "airflow metadata (db migrate)"):
+        prepare_airflow(config, env)
+    with timed(stages, "validate earlier imported days"):
+        outcomes = validate_window(config, ds)
     print(f"validated {len(outcomes)} earlier imported day(s) of the window in "
           f"{stages['validate earlier imported days']:.0f}s")
     for day, outcome in outcomes.items():
         if outcome.startswith("refused"):
             print(f"  {day}: {outcome}")
-    log_file = config.layout.var_dir / "logs" / f"{config.airflow.dag_id}-{ds}.log"
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    print(f"running DAG {config.airflow.dag_id} for {ds} (task logs: {log_file}) ...", flush=True)
-    started = time.perf_counter()
-    with log_file.open("w") as log:
-        done = subprocess.run([sys.executable, "-m", "airflow", "dags", "test", config.airflow.dag_id, ds],
-                              env=env, stdout=log, stderr=subprocess.STDOUT)
-    stages["DAG run (total)"] = time.perf_counter() - started
-    os.environ.update(env)
-    from pipelines.summary import airflow_task_durations, collect_run_summary, format_run_summary
+    returncode, log_file = run_dag_test(config, env, ds, stages)
+    from pipelines.summary import collect_run_summary, format_run_summary
 
-    durations = airflow_task_durations(config.airflow.dag_id, ds)
-    stages.update({f"  {task}": seconds for task, seconds in durations.items()})
-    print(format_run_summary(collect_run_summary(config, ds, {k: round(v, 1) for k, v in stages.items()})))
-    if done.returncode != 0:
-        print(f"\nThe DAG run for {ds} failed (exit {done.returncode}); see {log_file}", file=sys.stderr)
-    return done.returncode
+    print(format_run_summary(collect_run_summary(config, ds, stages)))
+    if returncode != 0:
+        print(f"\nThe DAG run for {ds} failed (exit {returncode}); see {log_file}", file=sys.stderr)
+    return returncode
 
 
 def main(argv: list[str] | None = None) -> int:
