@@ -34,7 +34,7 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 
 setup: check-java $(VENV)/.synced ## Create the virtualenv from the lock (idempotent)
 
-run: setup ## Land the demo clickstream and run the nightly DAG for DS end to end, then print the summary
+run: setup ## Land the demo clickstream, run the nightly DAG for DS end to end (each task shown as it runs), print the summary
 	$(PY) -m pipelines run --ds $(DS)
 
 land-demo: setup ## Only land the demo clickstream (raw/events) ending at DS
@@ -55,7 +55,7 @@ airflow-ui: setup ## Airflow standalone (UI at http://localhost:8080) serving th
 mlflow-ui: setup ## MLflow UI (http://localhost:$(MLFLOW_PORT)) over the local tracking store
 	$(VENV)/bin/mlflow ui --backend-store-uri "$$($(PY) -c 'from pipelines.config import load_config; print(load_config().tracking_uri)')" --port $(MLFLOW_PORT)
 
-# --- Promotion control and the run report (pipelines/registry.py, pipelines/report.py) ---
+# --- Promotion control and the run report (pipelines/registry/, pipelines/reporting/) ---
 REASON ?=
 TO_VERSION ?=
 .PHONY: rollback report
@@ -78,22 +78,22 @@ import: setup ## Land an export in the raw zone by day: make import MAPPING=conf
 	$(PY) -m pipelines.importers --mapping $(MAPPING) --input $(INPUT)
 
 run-imported: setup ## Validate the imported days of DS's window and run the nightly DAG for DS (no demo landed)
-	$(PY) -m pipelines.importers.nightly --ds $(DS)
+	$(PY) -m pipelines run-imported --ds $(DS)
 
 spark-cluster: setup ## Start a Spark standalone master + worker on 127.0.0.1:7077 (pids and logs in var/spark-cluster)
-	$(PY) -m pipelines.spark_cluster start
+	$(PY) -m pipelines.local.spark_cluster start
 
 spark-cluster-stop: ## Stop exactly the master and worker that make spark-cluster started
-	$(PY) -m pipelines.spark_cluster stop
+	$(PY) -m pipelines.local.spark_cluster stop
 
 bench-features: setup ## Spark job vs DuckDB SQL on 1M and 10M events, full and as a scheduled night (BENCH_ARGS: --with-50m, --no-nightly)
-	$(PY) -m benchmarks.run $(BENCH_ARGS)
+	$(PY) -m benchmarks.features.run $(BENCH_ARGS)
 # --- end of the clickstream/cluster/benchmark block ------------------------------------------------
 
 clean: ## Remove var/ (lake, Airflow and MLflow state); keeps the virtualenv
 	rm -rf var
 
-# --- Paper reproduction and model benchmarks (pipelines/reproduce.py, pipelines/bench_models.py) ---
+# --- Paper reproduction and model benchmarks (benchmarks/models/) ---
 DATASET ?= ../shared/datasets/amazon-games/sequences.txt
 MODELS ?= popularity,sasrec,gru4rec,caser
 REPRODUCE_BUDGET ?= sasrec=1200,gru4rec=780,caser=600
@@ -104,15 +104,15 @@ GPU_VENV ?= .venv-gpu
 .PHONY: reproduce bench-models bench-gpu
 
 reproduce: setup ## Train popularity, Caser, GRU4Rec+, SASRec with paper settings on DATASET; table + var/reports/reproduce-<dataset>.json
-	$(PY) -m pipelines.reproduce --dataset $(DATASET) --models $(MODELS) --time-budget-seconds $(REPRODUCE_BUDGET) $(REPRODUCE_ARGS)
+	$(PY) -m benchmarks.models.reproduce --dataset $(DATASET) --models $(MODELS) --time-budget-seconds $(REPRODUCE_BUDGET) $(REPRODUCE_ARGS)
 
 bench-models: setup ## Time one training epoch of each model on DATASET side by side (sequences/s)
-	$(PY) -m pipelines.bench_models --dataset $(DATASET) $(MODEL_BENCH_ARGS)
+	$(PY) -m benchmarks.models.bench_models --dataset $(DATASET) $(MODEL_BENCH_ARGS)
 
 bench-gpu: setup ## The same benchmark on an NVIDIA GPU under KERAS_BACKEND=jax, mixed precision (run on the GPU host; see README)
 	@$(GPU_VENV)/bin/python -c "import jax; assert jax.devices('gpu')" 2>/dev/null || { \
 	  echo "error: $(GPU_VENV)/bin/python has no JAX that sees a GPU. On the GPU host (JAX installed, no TensorFlow):" >&2; \
 	  echo "  python -m venv --system-site-packages $(GPU_VENV) && $(GPU_VENV)/bin/pip install --no-index --find-links wheels keras pyarrow" >&2; \
 	  echo "  where wheels/ holds the Keras wheel and its pure-Python deps carried from here (see README), then rerun" >&2; exit 1; }
-	KERAS_BACKEND=jax $(GPU_VENV)/bin/python -m pipelines.bench_models --dataset $(DATASET) --mixed-precision $(MODEL_BENCH_ARGS)
+	KERAS_BACKEND=jax $(GPU_VENV)/bin/python -m benchmarks.models.bench_models --dataset $(DATASET) --mixed-precision $(MODEL_BENCH_ARGS)
 # --- end of the paper reproduction block ------------------------------------------------------

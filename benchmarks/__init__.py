@@ -1,6 +1,6 @@
-"""``make bench-features``: the Spark feature job against DuckDB SQL on the same generated clickstreams.
+"""Benchmarks, run from the repository root (``python -m benchmarks.<group>.<script>``), never by the DAG.
 
-- ``generate``: N events, vectorised, straight into the validated layout (Parquet a day);
-- ``duckdb_features``: the same core features in DuckDB SQL (dev dependency only);
-- ``run``: both on each size in one run, the results compared, the table printed and saved.
+- ``features``: ``make bench-features``, the Spark feature job against DuckDB SQL on the same data;
+- ``models``: ``make reproduce`` (the SASRec paper's protocol) and ``make bench-models`` / ``bench-gpu``
+  (one training epoch of each model, side by side).
 """

@@ -5,8 +5,9 @@ Turns one day of raw clickstream (`ds`, the run's logical date) into next-item r
 
 1. **validate_raw_events**: Great Expectations checks on `raw/events/dt=<ds>`; bad rows go to
    `quarantine/events/dt=<ds>` with a reason; above the configured failure rate the run stops here.
-2. **build_features**: `spark_jobs/build_features.py` through the `spark_default` connection:
-   dedup, pseudonymise, sessions, per-user item sequences over the trailing window, stable vocabulary.
+2. **build_features**: `spark_jobs/build_features.py` through the `spark_default` connection, with
+   the run's `overrides`: dedup, pseudonymise, sessions, per-user item sequences over the trailing
+   window, stable vocabulary.
 3. **validate_features**: Great Expectations checks on the features.
 4. **train_candidate** (mapped, `gpu` pool): Caser, GRU4Rec and SASRec, each an MLflow run.
 5. **evaluate_candidates**: HR@10 / NDCG@10 against all items, popularity and the champion alongside.
@@ -29,10 +30,9 @@ from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOpe
 from airflow.sdk import Asset, CronDataIntervalTimetable, Param, dag, task, teardown
 
 from pipelines.config import REPO_ROOT, load_config
-from pipelines.tasks import feature_job_args
+from pipelines.tasks import FEATURE_JOB_ARGS
 
 CONFIG = load_config()
-DS = "{{ ds }}"
 # Downstream DAGs (campaign exports, dashboards) can be scheduled on these instead of on a clock.
 FEATURES = Asset(name="clickstream_features", uri=CONFIG.layout.features.as_uri())
 RECOMMENDATIONS = Asset(name="clickstream_recommendations", uri=CONFIG.layout.recommendations.as_uri())
@@ -68,7 +68,7 @@ def clickstream_nightly():
         task_id="build_features",
         conn_id=CONFIG.spark.conn_id,
         application=str(REPO_ROOT / "spark_jobs" / "build_features.py"),
-        application_args=["--ds", DS, *feature_job_args(CONFIG)],
+        application_args=FEATURE_JOB_ARGS,  # --ds and the run's overrides, templated: the job loads the config
         driver_memory=CONFIG.spark.driver_memory,
         conf={"spark.sql.session.timeZone": "UTC", "spark.ui.showConsoleProgress": "false"},
         name="build_features_{{ ds_nodash }}",

@@ -1,4 +1,4 @@
-"""Layered, typed configuration: the one place that knows settings and paths.
+"""Layered, typed configuration: the one place that knows settings (the lake's layout is ``pipelines.lake``).
 
 Layers, later wins:
 
@@ -21,7 +21,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipelines import columns as C
+from pipelines.lake import LakeLayout
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONF_DIR_ENV = "PIPELINE_CONF_DIR"
@@ -65,8 +68,8 @@ class DemoConfig(_Section):
 
 
 class ValidationConfig(_Section):
-    max_failure_rate: float
-    late_event_days: int
+    max_failure_rate: float = Field(ge=0.0, le=1.0)
+    late_event_days: int = Field(ge=0)
 
 
 class CheckSeverities(_Section):
@@ -94,18 +97,35 @@ class ChecksConfig(_Section):
 
 
 class FeaturesConfig(_Section):
-    window_days: int
-    session_gap_minutes: int
-    max_seq_len: int
-    min_seq_len: int
-    user_buckets: int
+    window_days: int = Field(ge=1)
+    session_gap_minutes: int = Field(ge=1)
+    max_seq_len: int = Field(ge=1)
+    min_seq_len: int = Field(ge=1)
+    user_buckets: int = Field(ge=1)
     sequence_event_types: list[str]
-    hash_key_env: str
-    shuffle_partitions: int
-    bot_max_events_per_minute: float
-    bot_min_events: int
+    hash_key_env: str = Field(min_length=1)
+    shuffle_partitions: int = Field(ge=1)
+    bot_max_events_per_minute: float = Field(gt=0)
+    bot_min_events: int = Field(ge=1)
     popularity_windows: list[int]
-    favourite_categories: int
+    favourite_categories: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FeaturesConfig:
+        unknown = sorted(set(self.sequence_event_types) - set(C.ITEM_EVENT_TYPES))
+        if unknown or not self.sequence_event_types:
+            raise ValueError(f"sequence_event_types: {unknown or 'empty'} not allowed; choose from "
+                             f"{list(C.ITEM_EVENT_TYPES)}")
+        if self.min_seq_len > self.max_seq_len + 2:
+            raise ValueError(f"min_seq_len {self.min_seq_len} exceeds max_seq_len + 2 = {self.max_seq_len + 2}")
+        return self
+
+    @field_validator("popularity_windows")
+    @classmethod
+    def _positive_days(cls, days: list[int]) -> list[int]:
+        if not days or min(days) < 1:
+            raise ValueError(f"popularity_windows {days}: expected positive days, e.g. [1, 7, 30]")
+        return sorted(set(days))
 
 
 class SparkConfig(_Section):
@@ -171,7 +191,7 @@ class PipelineConfig(_Section):
 
     @property
     def layout(self) -> LakeLayout:
-        return LakeLayout(self.paths)
+        return LakeLayout(self.paths, REPO_ROOT)
 
     @property
     def tracking_uri(self) -> str:
@@ -179,78 +199,6 @@ class PipelineConfig(_Section):
         if self.mlflow.tracking_uri:
             return self.mlflow.tracking_uri
         return f"sqlite:///{self.layout.mlflow_dir / 'mlflow.db'}"
-
-
-class LakeLayout:
-    """Every path the pipeline reads or writes, resolved against the repository root."""
-
-    def __init__(self, paths: PathsConfig, root: Path = REPO_ROOT):
-        self._paths = paths
-        self._root = root
-
-    def _resolve(self, value: str) -> Path:
-        path = Path(value)
-        return path if path.is_absolute() else self._root / path
-
-    @property
-    def var_dir(self) -> Path:
-        return self._resolve(self._paths.var_dir)
-
-    @property
-    def lake_dir(self) -> Path:
-        return self._resolve(self._paths.lake_dir)
-
-    @property
-    def gx_dir(self) -> Path:
-        return self._resolve(self._paths.gx_dir)
-
-    @property
-    def mlflow_dir(self) -> Path:
-        return self._resolve(self._paths.mlflow_dir)
-
-    @property
-    def reports_dir(self) -> Path:
-        return self._resolve(self._paths.reports_dir)
-
-    @property
-    def raw_events(self) -> Path:
-        return self.lake_dir / "raw" / "events"
-
-    @property
-    def validated_events(self) -> Path:
-        return self.lake_dir / "raw" / "validated"
-
-    @property
-    def quarantine(self) -> Path:
-        return self.lake_dir / "quarantine" / "events"
-
-    @property
-    def features(self) -> Path:
-        return self.lake_dir / "features"
-
-    @property
-    def evaluations(self) -> Path:
-        return self.lake_dir / "evaluations"
-
-    @property
-    def recommendations(self) -> Path:
-        return self.lake_dir / "outputs" / "recommendations"
-
-    @property
-    def audiences(self) -> Path:
-        return self.lake_dir / "outputs" / "audiences"
-
-    @property
-    def checks(self) -> Path:
-        return self.lake_dir / "checks"
-
-    @property
-    def champion_history(self) -> Path:
-        return self.lake_dir / "registry" / "champion_history.jsonl"
-
-    @property
-    def airflow_home(self) -> Path:
-        return self.var_dir / "airflow"
 
 
 def load_config(overrides: dict[str, Any] | None = None, *, conf_dir: Path | None = None,

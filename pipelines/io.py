@@ -1,4 +1,4 @@
-"""Atomic, idempotent partition writes on the local or mounted filesystem.
+"""Atomic writes on the local or mounted filesystem: whole partitions, and single text files.
 
 A stage writes its whole partition into a hidden staging folder next to the target, then swaps it
 in with ``os.replace``. Readers see the old partition or the new one, never a half-written one, and
@@ -52,15 +52,18 @@ def staging_path_for(target: Path) -> Path:
     return target.parent / f".staging-{target.name}-{uuid.uuid4().hex[:8]}"
 
 
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON to ``path`` through a temporary file and a rename."""
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary sibling and a rename: readers see all or nothing."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
-def partition_path(root: Path, ds: str) -> Path:
-    """The Hive-style folder of one day, ``root/dt=YYYY-MM-DD``."""
-    return Path(root) / f"dt={ds}"
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write ``payload`` as indented, key-sorted JSON, atomically (see ``write_text_atomic``)."""
+    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")

@@ -10,6 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from pipelines import lake
+from pipelines.io import write_json_atomic
+from tests.trained_registry import DS, gate_config, write_features
+
 # The suite's own embedded deployment: a tiny config (conf/test) and every path, Airflow's SQLite
 # metadata included, under one temporary folder. Set before anything imports Airflow, which reads
 # AIRFLOW_HOME once at import.
@@ -28,7 +32,7 @@ logging.getLogger("py4j").setLevel(logging.WARNING)  # its shutdown chatter outl
 
 def _embedded_environment() -> None:
     from pipelines.config import load_config
-    from pipelines.runtime import pipeline_environment
+    from pipelines.local.environment import pipeline_environment
 
     os.environ.update(pipeline_environment(load_config()))
 
@@ -56,3 +60,36 @@ def spark():
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+# The trained registry of the gate, rollback and scoring tests (trained once per session: a minute on CPU).
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory):
+    from pipelines.training.candidates import train_candidate
+
+    tmp = tmp_path_factory.mktemp("gate")
+    weak_config, strong_config = gate_config(tmp, epochs=1), gate_config(tmp, epochs=12)
+    write_features(weak_config.layout.features, DS)
+    for check in lake.DATA_CHECKS:
+        write_json_atomic(weak_config.layout.check_record(DS, check), {"success": True})
+    weak = train_candidate(weak_config, DS, "gru4rec")
+    strong = train_candidate(strong_config, DS, "gru4rec")
+    return strong_config, weak, strong
+
+
+@pytest.fixture
+def fresh(registry):
+    """No champion, no history: each test starts from an empty registry state (versions stay)."""
+    from mlflow import MlflowClient
+
+    from pipelines.registry.store import configure_mlflow
+
+    config, weak, strong = registry
+    configure_mlflow(config)  # a test may have pointed MLflow elsewhere
+    client = MlflowClient()
+    aliases = client.get_registered_model(config.promotion.registered_model).aliases
+    for alias in (config.promotion.champion_alias, config.promotion.challenger_alias):
+        if alias in aliases:
+            client.delete_registered_model_alias(config.promotion.registered_model, alias)
+    config.layout.champion_history.unlink(missing_ok=True)
+    return registry

@@ -11,13 +11,13 @@ events are excluded before these are called.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from pipelines import columns as C
+from pipelines.dates import window_bounds
 
 WINDOW_DAYS = "window_days"
 RANK = "rank"
@@ -31,7 +31,7 @@ def window_start(ds: str, days: int):
     """The first instant of the ``days``-day window ending with ``ds`` (a timestamp literal, UTC session)."""
     if days < 1:
         raise ValueError(f"window of {days} days: must be >= 1")
-    return F.to_timestamp(F.lit((dt.date.fromisoformat(ds) - dt.timedelta(days=days - 1)).isoformat()))
+    return F.to_timestamp(F.lit(window_bounds(ds, days)[0]))
 
 
 def _by_window(events: DataFrame, ds: str, windows: Sequence[int], build) -> DataFrame:

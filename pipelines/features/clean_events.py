@@ -12,7 +12,6 @@ Functions take the Spark session; none creates one.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import hmac
 import json
@@ -24,10 +23,12 @@ from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from pipelines import columns as C
-from pipelines.features import cleaning, partitions, transforms
+from pipelines import lake
+from pipelines.dates import shift
+from pipelines.features import cleaning, transforms
 from pipelines.features.cleaning import IS_BOT, LANDED_DT
 
-EVENTS_DIR = "events"
+EVENTS_DIR = lake.CLEAN_EVENTS
 READ_COLUMNS = (C.EVENT_ID, C.EVENT_TIME, C.USER_ID, C.EVENT_TYPE, C.ITEM_ID, C.CATEGORY, C.PRICE, C.CAMPAIGN)
 CLEAN_COLUMNS = (C.EVENT_ID, C.EVENT_TIME, C.USER_KEY, C.USER_BUCKET, C.SESSION_KEY, C.EVENT_TYPE, C.ITEM_ID,
                  C.CATEGORY, C.PRICE, C.CAMPAIGN, LANDED_DT, IS_BOT)
@@ -64,8 +65,8 @@ def plan_days(validated_root: Path, features_root: Path, ds: str, window_days: i
               ) -> tuple[list[Path], dict[str, Path]]:
     """(validated partitions to compute, {day: clean events folder to reuse}) for the window ending at ds."""
     compute, reuse = [], {}
-    for folder in partitions.window_partitions(validated_root, ds, window_days):
-        day = folder.name.removeprefix("dt=")
+    for folder in lake.window_partitions(validated_root, ds, window_days):
+        day = lake.day_of(folder)
         stored = Path(features_root) / folder.name
         if day != ds and _signature_of(stored) == signature and (stored / EVENTS_DIR).is_dir():
             reuse[day] = stored / EVENTS_DIR
@@ -76,7 +77,7 @@ def plan_days(validated_root: Path, features_root: Path, ds: str, window_days: i
 
 def _signature_of(features_partition: Path) -> str | None:
     try:
-        return json.loads((features_partition / "_stats.json").read_text()).get("clean_signature")
+        return json.loads((features_partition / lake.FEATURE_STATS).read_text()).get("clean_signature")
     except (FileNotFoundError, ValueError):
         return None
 
@@ -95,11 +96,10 @@ def read_validated(spark: SparkSession, folders: list[Path]) -> DataFrame:
 def earlier_event_ids(spark: SparkSession, validated_root: Path, folders: list[Path], late_event_days: int
                       ) -> DataFrame | None:
     """(event_id, landed_dt) of the validated days a replay in ``folders`` could repeat; None if there are none."""
-    days = [f.name.removeprefix("dt=") for f in folders]
-    first = (dt.date.fromisoformat(min(days)) - dt.timedelta(days=late_event_days)).isoformat()
-    last = (dt.date.fromisoformat(max(days)) - dt.timedelta(days=1)).isoformat()
-    wanted = [f for f in partitions.partitions_between(validated_root, first, last)
-              if f.name.removeprefix("dt=") not in days]
+    days = [lake.day_of(f) for f in folders]
+    first, last = shift(min(days), -late_event_days), shift(max(days), -1)
+    wanted = [f for f in lake.partitions_between(validated_root, first, last)
+              if lake.day_of(f) not in days]
     if not wanted or late_event_days == 0:
         return None
     ids = spark.read.option("basePath", str(validated_root)).parquet(*[str(f) for f in wanted])

@@ -7,13 +7,13 @@ indices in order of first appearance, then item_id, so the same inputs always gi
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from pipelines import columns as C
+from pipelines.dates import shift
 
 VOCAB_COLUMNS = (C.ITEM_ID, C.ITEM_IDX, C.CATEGORY, C.FIRST_SEEN_DT)
 
@@ -25,7 +25,7 @@ def _first_sightings(events: DataFrame, ds: str, item_col: str, time_col: str, e
     ``min`` of a (time, event_id, category) struct per item: a hash aggregation that combines within
     each partition before the shuffle, instead of a window that shuffles and sorts every event.
     """
-    end = (dt.date.fromisoformat(ds) + dt.timedelta(days=1)).isoformat()
+    end = shift(ds, 1)
     earliest = F.min(F.struct(F.col(time_col).alias("_first_time"), F.col(event_id_col).alias("_id"),
                               F.col(category_col).alias(category_col)))
     return (

@@ -7,39 +7,40 @@ DuckDB (sequences and popularity); ``all`` adds the marketer's tables.
 
 from __future__ import annotations
 
-from argparse import Namespace
-
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from pipelines import columns as C
+from pipelines import lake
+from pipelines.config import FeaturesConfig
 from pipelines.features import aggregates, transforms, vocab
 
-SEQUENCES_DIR = "sequences"
-POPULARITY_WINDOWS_DIR = "item_popularity_windows"
-CAMPAIGN_ITEMS_DIR = "campaign_items"
-CORE_OUTPUTS = (SEQUENCES_DIR, POPULARITY_WINDOWS_DIR)
+CORE_OUTPUTS = (lake.SEQUENCES, lake.ITEM_POPULARITY_WINDOWS)
 
 
-def build_outputs(events: DataFrame, item_vocab: DataFrame, args: Namespace) -> dict[str, DataFrame]:
+def build_outputs(events: DataFrame, item_vocab: DataFrame, settings: FeaturesConfig, ds: str,
+                  outputs: str = "all") -> dict[str, DataFrame]:
+    """``{folder: DataFrame}`` of the window; ``outputs="core"`` stops at CORE_OUTPUTS."""
     sequences = transforms.build_item_sequences(
-        events, item_vocab, args.sequence_event_types, args.max_seq_len, args.min_seq_len)
-    outputs = {
-        SEQUENCES_DIR: transforms.add_padded_sequence(sequences, args.max_seq_len + 2).sortWithinPartitions(C.USER_KEY),
-        POPULARITY_WINDOWS_DIR: aggregates.popularity_by_window(events, item_vocab, args.ds, args.popularity_windows)
+        events, item_vocab, settings.sequence_event_types, settings.max_seq_len, settings.min_seq_len)
+    tables = {
+        lake.SEQUENCES: transforms.add_padded_sequence(sequences, settings.max_seq_len + 2)
+        .sortWithinPartitions(C.USER_KEY),
+        lake.ITEM_POPULARITY_WINDOWS: aggregates.popularity_by_window(events, item_vocab, ds,
+                                                                      settings.popularity_windows)
         .orderBy(aggregates.WINDOW_DAYS, aggregates.RANK),
     }
-    if args.outputs == "core":
-        return outputs
-    outputs.update({
-        "item_popularity": vocab.item_popularity(events, item_vocab),
-        "user_rfm": aggregates.user_rfm(events, args.ds, args.favourite_categories).sortWithinPartitions(C.USER_KEY),
-        "campaign_performance": aggregates.campaign_performance(events, args.ds, args.popularity_windows)
+    if outputs == "core":
+        return tables
+    tables.update({
+        lake.ITEM_POPULARITY: vocab.item_popularity(events, item_vocab),
+        lake.USER_RFM: aggregates.user_rfm(events, ds, settings.favourite_categories).sortWithinPartitions(C.USER_KEY),
+        lake.CAMPAIGN_PERFORMANCE: aggregates.campaign_performance(events, ds, settings.popularity_windows)
         .orderBy(aggregates.WINDOW_DAYS, C.CAMPAIGN),
-        CAMPAIGN_ITEMS_DIR: aggregates.campaign_items(events, item_vocab),
-        "sessions_summary": transforms.summarize_sessions(events),
+        lake.CAMPAIGN_ITEMS: aggregates.campaign_items(events, item_vocab),
+        lake.SESSIONS_SUMMARY: transforms.summarize_sessions(events),
     })
-    return outputs
+    return tables
 
 
 def window_totals(events: DataFrame) -> dict[str, int]:

@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
 
         layout = load_config().layout
         raw_root = raw_root or layout.raw_events
-        imports_root = imports_root or layout.lake_dir / "imports"
+        imports_root = imports_root or layout.imports
     try:
         mapping = load_mapping(args.mapping)
         result = import_file(mapping, args.mapping, args.input, raw_root, imports_root)

@@ -26,7 +26,8 @@ from pipelines import columns as C
 from pipelines.importers.convert import DAY, OrderState, convert_chunk
 from pipelines.importers.mapping import Mapping
 from pipelines.importers.readers import ImportFailed, read_chunks
-from pipelines.io import partition_path, write_json_atomic
+from pipelines.io import write_json_atomic, write_text_atomic
+from pipelines.lake import partition_path
 
 VOLUME_ALERT_FACTOR = 10  # a day with this many times the median day's rows is flagged (not refused)
 
@@ -106,11 +107,8 @@ def _convert_all(mapping, mapping_path, input_path, raw_root, name, staged, resu
 
 
 def _write_quarantine(path: Path, quarantine: pd.DataFrame) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(quarantine.to_json(orient="records", lines=True, force_ascii=False) if len(quarantine) else "",
-                   encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, quarantine.to_json(orient="records", lines=True, force_ascii=False)
+                      if len(quarantine) else "")
 
 
 def _check_reject_rate(mapping: Mapping, mapping_path: Path, input_path: Path, result: ImportResult,

@@ -16,9 +16,9 @@ from collections.abc import Callable
 import keras
 import numpy as np
 
-from pipelines.evaluation import as_input_dict, evaluate_full_ranking, evaluate_sampled
 from pipelines.models.base import SequenceRecommender, build_model
 from pipelines.models.data import NumpyBatches, SequenceSplits, flatten_sequences, training_batches
+from pipelines.models.metrics import as_input_dict, evaluate_full_ranking, evaluate_sampled
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 VALIDATIONS = ("full", "sampled")

@@ -16,6 +16,8 @@ from urllib.parse import unquote, urlparse
 
 import pandas as pd
 
+from pipelines.dates import day_interval
+
 log = logging.getLogger(__name__)
 WARN, FAIL = "warn", "fail"
 SEVERITIES = (WARN, FAIL)
@@ -41,7 +43,7 @@ def run_checks(gx_dir: Path, name: str, ds: str, frames: dict[str, pd.DataFrame]
     """Validate each frame against its expectations; return the outcomes, verdict and Data Docs pages."""
     context = open_gx_context(gx_dir)
     outcomes, pages = [], {}
-    run_time = dt.datetime.combine(dt.date.fromisoformat(ds), dt.time(), tzinfo=dt.UTC)
+    run_time, _ = day_interval(ds)
     for table, frame in frames.items():
         validation, page = _run_table(context, f"{name}.{table}", frame, expectations[table], ds, run_time)
         outcomes += [_outcome(table, result) for result in validation.results]

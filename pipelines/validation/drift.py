@@ -11,8 +11,6 @@ so the Data Docs show the observed value beside its band.
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import logging
 import statistics
 from pathlib import Path
@@ -21,10 +19,11 @@ from typing import Any
 import pandas as pd
 
 from pipelines import columns as C
+from pipelines import lake
 from pipelines.config import ChecksConfig, PipelineConfig
-from pipelines.io import partition_path
+from pipelines.dates import trailing_days
+from pipelines.lake import PART_FILE, partition_path
 from pipelines.validation.checks import run_checks, with_severity
-from pipelines.validation.raw_events import PARQUET_FILE_NAME
 
 log = logging.getLogger(__name__)
 UNKNOWN_ITEM, NEW_USER = "unknown_item", "new_user"
@@ -32,13 +31,13 @@ UNKNOWN_ITEM, NEW_USER = "unknown_item", "new_user"
 
 def check_raw_drift(config: PipelineConfig, ds: str) -> dict[str, Any]:
     """Profile the validated day, compare it with the trailing days' bands; the result for the day's record."""
-    validated = pd.read_parquet(partition_path(config.layout.validated_events, ds) / PARQUET_FILE_NAME,
+    validated = pd.read_parquet(partition_path(config.layout.validated_events, ds) / PART_FILE,
                                 columns=[C.USER_ID, C.EVENT_TYPE, C.ITEM_ID, C.PRICE])
     days = trailing_days(ds, config.checks.history_days)
     known_items, known_users = _known_ids(config.layout.validated_events, days)
     frame = drift_frame(validated, known_items, known_users)
     profile = day_profile(frame)
-    history = history_profiles(config.layout.checks, days)
+    history = history_profiles(config, days)
     bands = drift_bands(history, config.checks)
     result = {"profile": profile, "history_days": len(history), "bands": bands, "success": True,
               "checks": [], "failures": [], "warnings": [], "data_docs": {}}
@@ -50,11 +49,6 @@ def check_raw_drift(config: PipelineConfig, ds: str) -> dict[str, Any]:
                               f"{config.checks.history_days}; need {config.checks.min_history_days} to set bands, "
                               "so volume, event-type mix, unknown items, new users and price were not compared"]
     return result
-
-
-def trailing_days(ds: str, n: int) -> list[str]:
-    day = dt.date.fromisoformat(ds)
-    return [(day - dt.timedelta(days=offset)).isoformat() for offset in range(n, 0, -1)]
 
 
 def drift_frame(events: pd.DataFrame, known_items: set, known_users: set) -> pd.DataFrame:
@@ -80,16 +74,14 @@ def day_profile(frame: pd.DataFrame) -> dict[str, Any]:
             "price_mean": mean(C.PRICE)}
 
 
-def history_profiles(checks_root: Path, days: list[str]) -> list[dict[str, Any]]:
+def history_profiles(config: PipelineConfig, days: list[str]) -> list[dict[str, Any]]:
     """Profiles of the trailing days whose raw-event checks passed (a failed day never sets a band)."""
     profiles = []
     for day in days:
-        record = partition_path(checks_root, day) / "raw_events.json"
-        if record.exists():
-            data = json.loads(record.read_text())
-            profile = (data.get("drift") or {}).get("profile")
-            if data.get("success") and profile:
-                profiles.append(profile)
+        record = lake.read_record(config.layout.check_record(day, lake.RAW_EVENTS_CHECK))
+        profile = (record.get("drift") or {}).get("profile")
+        if record.get("success") and profile:
+            profiles.append(profile)
     return profiles
 
 
@@ -159,8 +151,8 @@ def _known_ids(validated_root: Path, days: list[str]) -> tuple[set, set]:
     users: set = set()
     for day in days:
         folder = partition_path(validated_root, day)
-        if (folder / PARQUET_FILE_NAME).exists():
-            frame = pd.read_parquet(folder / PARQUET_FILE_NAME, columns=[C.ITEM_ID, C.USER_ID])
+        if (folder / PART_FILE).exists():
+            frame = pd.read_parquet(folder / PART_FILE, columns=[C.ITEM_ID, C.USER_ID])
             items.update(frame[C.ITEM_ID].dropna().unique())
             users.update(frame[C.USER_ID].dropna().unique())
     return items, users

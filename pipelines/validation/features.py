@@ -9,7 +9,6 @@ have the severity the config gives them.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -18,14 +17,15 @@ import numpy as np
 import pandas as pd
 
 from pipelines import columns as C
+from pipelines import lake
 from pipelines.config import PipelineConfig
-from pipelines.feature_store import load_feature_partition
-from pipelines.io import partition_path, write_json_atomic
+from pipelines.features.store import load_feature_partition
+from pipelines.io import write_json_atomic
 from pipelines.validation.checks import FAIL, DataCheckError, run_checks, with_severity
 
 log = logging.getLogger(__name__)
 SEQ_LEN, SEQ_MIN_ITEM, SEQ_MAX_ITEM = "seq_len", "seq_min_item", "seq_max_item"
-CLEAN_EVENTS_DIR, IS_BOT, BOT = "events", "is_bot", "bot"  # as written by spark_jobs/build_features.py
+IS_BOT, BOT = "is_bot", "bot"  # is_bot: as the feature job writes it (pipelines.features.cleaning)
 
 
 class FeatureCheckError(DataCheckError):
@@ -54,7 +54,7 @@ def feature_expectations(config: PipelineConfig, num_items: int) -> dict[str, li
 
     features = config.features
     return {
-        "sequences": [
+        lake.SEQUENCES: [
             gxe.ExpectTableRowCountToBeBetween(min_value=1),
             gxe.ExpectColumnValuesToNotBeNull(column=C.USER_KEY),
             gxe.ExpectColumnValuesToBeUnique(column=C.USER_KEY),
@@ -66,7 +66,7 @@ def feature_expectations(config: PipelineConfig, num_items: int) -> dict[str, li
             gxe.ExpectColumnValuesToBeBetween(column=SEQ_MIN_ITEM, min_value=1),
             gxe.ExpectColumnValuesToBeBetween(column=SEQ_MAX_ITEM, max_value=num_items),
         ],
-        "item_vocab": [
+        lake.ITEM_VOCAB: [
             gxe.ExpectTableRowCountToBeBetween(min_value=1),
             gxe.ExpectColumnValuesToNotBeNull(column=C.ITEM_ID),
             gxe.ExpectColumnValuesToBeUnique(column=C.ITEM_ID),
@@ -103,19 +103,19 @@ def clean_event_expectations(config: PipelineConfig, rows_accepted: int | None) 
 def validate_feature_partition(config: PipelineConfig, ds: str) -> dict[str, Any]:
     """Run the feature and clean-event checks for ``ds``; record the result; raise if a fail check failed."""
     features = load_feature_partition(config.layout.features, ds)
-    frames = {"sequences": sequence_frame(features.sequences), "item_vocab": features.vocab.to_pandas()}
+    frames = {lake.SEQUENCES: sequence_frame(features.sequences), lake.ITEM_VOCAB: features.vocab.to_pandas()}
     expectations = {table: [with_severity(e, f"features.{table}", FAIL) for e in found]
                     for table, found in feature_expectations(config, features.num_items).items()}
-    clean = features.path / CLEAN_EVENTS_DIR
+    clean = features.path / lake.CLEAN_EVENTS
     if clean.is_dir():
         frames["clean_events"] = clean_event_frame(clean)
         expectations["clean_events"] = clean_event_expectations(config, _rows_accepted(config, ds))
     outcome = run_checks(config.layout.gx_dir, "features", ds, frames, expectations)
     if not clean.is_dir():
         outcome["warnings"].append(f"clean_events [warn]: {clean} not found; the feature job wrote no clean events")
-    record = {"ds": ds, **outcome, "data_docs_path": outcome["data_docs"].get("sequences", str(config.layout.gx_dir)),
+    record = {"ds": ds, **outcome, "data_docs_path": outcome["data_docs"].get(lake.SEQUENCES, str(config.layout.gx_dir)),
               "rows": {name: len(frame) for name, frame in frames.items()}}
-    write_json_atomic(partition_path(config.layout.checks, ds) / "features.json", record)
+    write_json_atomic(config.layout.check_record(ds, lake.FEATURES_CHECK), record)
     for warning in outcome["warnings"]:
         log.warning("features dt=%s: %s", ds, warning)
     if not outcome["success"]:
@@ -134,5 +134,4 @@ def clean_event_frame(folder: Path) -> pd.DataFrame:
 
 
 def _rows_accepted(config: PipelineConfig, ds: str) -> int | None:
-    record = partition_path(config.layout.checks, ds) / "raw_events.json"
-    return json.loads(record.read_text()).get("rows_accepted") if record.exists() else None
+    return lake.read_record(config.layout.check_record(ds, lake.RAW_EVENTS_CHECK)).get("rows_accepted")

@@ -33,6 +33,7 @@ from pipelines.columns import (
     SOURCE_LINE,
 )
 from pipelines.io import atomic_partition, write_json_atomic
+from pipelines.lake import COUNTS_FILE, PART_FILE
 from pipelines.validation.jsonl import RawLines, read_json_lines
 from pipelines.validation.raw_events_suite import (
     DUPLICATE_EVENT_ID,
@@ -43,8 +44,6 @@ from pipelines.validation.raw_events_suite import (
     run_raw_events_checkpoint,
 )
 
-PARQUET_FILE_NAME = "part-00000.parquet"
-COUNTS_FILE_NAME = "_counts.json"
 QUARANTINE_COLUMNS = (*RAW_COLUMNS, QUARANTINE_REASON, SOURCE_FILE, SOURCE_LINE, RAW_LINE)
 
 
@@ -222,6 +221,6 @@ def _write_parquet(partition: Path, frame: pd.DataFrame, schema, counts: dict | 
 
     table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
     with atomic_partition(Path(partition)) as staging:
-        pq.write_table(table, staging / PARQUET_FILE_NAME)
+        pq.write_table(table, staging / PART_FILE)
         if counts is not None:
-            write_json_atomic(staging / COUNTS_FILE_NAME, counts)
+            write_json_atomic(staging / COUNTS_FILE, counts)

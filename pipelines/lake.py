@@ -1,0 +1,236 @@
+"""The lake's layout: every folder and file name the pipeline reads or writes, spelled once.
+
+    <lake>/raw/events/dt=D/*.jsonl              what the collector (or an import) lands
+    <lake>/raw/validated/dt=D/part-00000.parquet  accepted rows, typed, and _counts.json
+    <lake>/quarantine/events/dt=D/...           refused rows with their reasons
+    <lake>/imports/<source>/<file>/             an import's quarantine and reconciliation
+    <lake>/features/dt=D/<table>/, _stats.json  what the feature job writes (FEATURE_TABLES)
+    <lake>/checks/dt=D/<check>.json             each data check's record (raw_events, features)
+    <lake>/evaluations/dt=D/                    candidates/<model>.json, evaluation.json, decision.json
+    <lake>/outputs/recommendations/dt=D/, outputs/audiences/dt=D/
+    <lake>/registry/champion_history.jsonl      every move of the champion alias
+    <reports>/run-D.{html,md,json}              the run report and summary
+
+Only ``dt=YYYY-MM-DD`` folders are days: hidden staging folders of writers in flight
+(``.staging-...``, see ``pipelines.io``) and anything else are never read as a partition.
+Nothing here imports from the stages; every stage, the Spark job and the tests import this.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any, Protocol
+
+from pipelines.dates import window_bounds
+
+DAY_PREFIX = "dt="
+PART_FILE = "part-00000.parquet"  # the one Parquet file of a partition written from Python
+COUNTS_FILE = "_counts.json"  # validation's counts beside the validated rows
+
+# The feature job's partition (features/dt=D/): one folder per table, and the run's stats.
+FEATURE_STATS = "_stats.json"
+CLEAN_EVENTS = "events"
+ITEM_VOCAB = "item_vocab"
+SEQUENCES = "sequences"
+ITEM_POPULARITY = "item_popularity"
+ITEM_POPULARITY_WINDOWS = "item_popularity_windows"
+USER_RFM = "user_rfm"
+CAMPAIGN_PERFORMANCE = "campaign_performance"
+CAMPAIGN_ITEMS = "campaign_items"
+SESSIONS_SUMMARY = "sessions_summary"
+FEATURE_TABLES = (CLEAN_EVENTS, ITEM_VOCAB, SEQUENCES, ITEM_POPULARITY, ITEM_POPULARITY_WINDOWS, USER_RFM,
+                  CAMPAIGN_PERFORMANCE, CAMPAIGN_ITEMS, SESSIONS_SUMMARY)
+
+# The data checks that record a result per day (checks/dt=D/<check>.json); the gate reads both.
+RAW_EVENTS_CHECK, FEATURES_CHECK = "raw_events", "features"
+DATA_CHECKS = (RAW_EVENTS_CHECK, FEATURES_CHECK)
+
+
+class _Paths(Protocol):  # pipelines.config.PathsConfig
+    var_dir: str
+    lake_dir: str
+    gx_dir: str
+    mlflow_dir: str
+    reports_dir: str
+
+
+class LakeLayout:
+    """Every path of one deployment, from the ``paths`` config section, resolved against ``root``."""
+
+    def __init__(self, paths: _Paths, root: Path):
+        self._paths = paths
+        self._root = Path(root)
+
+    def _resolve(self, value: str) -> Path:
+        path = Path(value)
+        return path if path.is_absolute() else self._root / path
+
+    # Roots, as configured.
+    @property
+    def var_dir(self) -> Path:
+        return self._resolve(self._paths.var_dir)
+
+    @property
+    def lake_dir(self) -> Path:
+        return self._resolve(self._paths.lake_dir)
+
+    @property
+    def gx_dir(self) -> Path:
+        return self._resolve(self._paths.gx_dir)
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self._resolve(self._paths.mlflow_dir)
+
+    @property
+    def reports_dir(self) -> Path:
+        return self._resolve(self._paths.reports_dir)
+
+    # Zones of the lake: roots of dt=D partitions.
+    @property
+    def raw_events(self) -> Path:
+        return self.lake_dir / "raw" / "events"
+
+    @property
+    def validated_events(self) -> Path:
+        return self.lake_dir / "raw" / "validated"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.lake_dir / "quarantine" / "events"
+
+    @property
+    def imports(self) -> Path:
+        return self.lake_dir / "imports"
+
+    @property
+    def features(self) -> Path:
+        return self.lake_dir / "features"
+
+    @property
+    def checks(self) -> Path:
+        return self.lake_dir / "checks"
+
+    @property
+    def evaluations(self) -> Path:
+        return self.lake_dir / "evaluations"
+
+    @property
+    def recommendations(self) -> Path:
+        return self.lake_dir / "outputs" / "recommendations"
+
+    @property
+    def audiences(self) -> Path:
+        return self.lake_dir / "outputs" / "audiences"
+
+    @property
+    def champion_history(self) -> Path:
+        return self.lake_dir / "registry" / "champion_history.jsonl"
+
+    # One day's records.
+    def check_record(self, ds: str, check: str) -> Path:
+        """Where a day's data-check result is recorded (for the gate, the summary and the report)."""
+        return partition_path(self.checks, ds) / f"{check}.json"
+
+    def feature_stats(self, ds: str) -> Path:
+        return partition_path(self.features, ds) / FEATURE_STATS
+
+    def candidate_record(self, ds: str, model: str) -> Path:
+        return partition_path(self.evaluations, ds) / "candidates" / f"{model}.json"
+
+    def evaluation_record(self, ds: str) -> Path:
+        return partition_path(self.evaluations, ds) / "evaluation.json"
+
+    def decision_record(self, ds: str) -> Path:
+        return partition_path(self.evaluations, ds) / "decision.json"
+
+    def run_report(self, ds: str, suffix: str) -> Path:
+        """``reports/run-<ds>.<suffix>``: ``html`` and ``md`` (the report), ``json`` (the run's record)."""
+        return self.reports_dir / f"run-{ds}.{suffix}"
+
+    # Local state outside the lake.
+    @property
+    def airflow_home(self) -> Path:
+        return self.var_dir / "airflow"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.var_dir / "logs"
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.var_dir / "secrets"
+
+    @property
+    def spark_cluster_dir(self) -> Path:
+        return self.var_dir / "spark-cluster"
+
+
+def partition_path(root: Path, ds: str) -> Path:
+    """The Hive-style folder of one day, ``root/dt=YYYY-MM-DD``."""
+    return Path(root) / f"{DAY_PREFIX}{ds}"
+
+
+def day_of(folder: Path) -> str:
+    """``2026-11-27`` of ``.../dt=2026-11-27``."""
+    return Path(folder).name.removeprefix(DAY_PREFIX)
+
+
+def day_folders(root: Path) -> dict[str, Path]:
+    """``{ds: folder}`` for every ``dt=YYYY-MM-DD`` folder directly under ``root`` (none if no root)."""
+    root = Path(root)
+    if not root.is_dir():
+        return {}
+    found = {}
+    for child in root.iterdir():
+        if not (child.is_dir() and child.name.startswith(DAY_PREFIX)):
+            continue
+        try:
+            dt.date.fromisoformat(day_of(child))
+        except ValueError:
+            continue
+        found[day_of(child)] = child
+    return found
+
+
+def window_partitions(root: Path, ds: str, window_days: int) -> list[Path]:
+    """Existing day folders of ``root`` inside the trailing window ending at ``ds``, oldest first."""
+    return partitions_between(root, *window_bounds(ds, window_days))
+
+
+def partitions_between(root: Path, first: str, last: str) -> list[Path]:
+    """Existing day folders of ``root`` with ``first <= day <= last``, oldest first."""
+    folders = day_folders(root)
+    return [folders[day] for day in sorted(folders) if first <= day <= last]
+
+
+def latest_partition_before(root: Path, ds: str, required_child: str) -> Path | None:
+    """The most recent ``root/dt=D`` with D < ds that holds ``required_child``; None if there is none."""
+    folders = day_folders(root)
+    earlier = [day for day in sorted(folders) if day < ds and (folders[day] / required_child).is_dir()]
+    return folders[earlier[-1]] if earlier else None
+
+
+def read_record(path: Path, since: dt.datetime | None = None) -> dict[str, Any]:
+    """A JSON record; ``{}`` when it is missing or older than ``since`` (written before this run began).
+
+    A record that exists but cannot be parsed reads as a failed check, so nothing downstream mistakes
+    it for a pass.
+    """
+    path = Path(path)
+    if not is_fresh(path, since):
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except ValueError:
+        return {"success": False, "failures": [f"{path}: unreadable record"]}
+
+
+def is_fresh(path: Path, since: dt.datetime | None) -> bool:
+    """``path`` exists and (when ``since`` is given) was written after ``since`` (1 s of clock slack)."""
+    path = Path(path)
+    if not path.exists():
+        return False
+    return since is None or path.stat().st_mtime >= since.timestamp() - 1

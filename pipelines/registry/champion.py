@@ -1,0 +1,143 @@
+"""The registry side of promotion: the champion alias, its history, rollback and lineage tags.
+
+MLflow keeps an alias's current target, not who set it when or why. Every move of the champion alias
+(by the gate, by a forced promotion, by a rollback) is therefore appended to a small table in the lake,
+``registry/champion_history.jsonl``: when, which day, which version replaced which, who and why. A
+rollback reads it to find the previous approved version, and the run report shows it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+from typing import Any
+
+from pipelines.config import PipelineConfig
+from pipelines.io import write_json_atomic, write_text_atomic
+from pipelines.registry.store import configure_mlflow
+
+log = logging.getLogger(__name__)
+PROMOTE, FORCE, ROLLBACK = "promote", "force", "rollback"
+APPROVALS = (PROMOTE, FORCE)
+
+
+class RegistryError(RuntimeError):
+    """The registry cannot do what was asked (unreachable, no such version, nothing to roll back to)."""
+
+
+def current_user() -> str:
+    return os.environ.get("USER") or os.environ.get("LOGNAME") or "unknown"
+
+
+def read_history(config: PipelineConfig) -> list[dict[str, Any]]:
+    path = config.layout.champion_history
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def append_history(config: PipelineConfig, entry: dict[str, Any]) -> dict[str, Any]:
+    """Add one move of the alias; the file is rewritten through a rename, so readers never see half a line."""
+    path = config.layout.champion_history
+    entry = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **entry}
+    lines = [json.dumps(e, sort_keys=True) for e in [*read_history(config), entry]]
+    write_text_atomic(path, "\n".join(lines) + "\n")
+    write_json_atomic(path.with_suffix(".latest.json"), entry)
+    return entry
+
+
+def move_champion(config: PipelineConfig, version: str, *, action: str, ds: str | None, who: str, reason: str,
+                  run_id: str | None, previous: str | None) -> dict[str, Any]:
+    """Point the champion alias at ``version``, tag the version and record the move in the history."""
+    from mlflow import MlflowClient
+
+    client, promotion = MlflowClient(), config.promotion
+    model = client.get_model_version(promotion.registered_model, version)
+    client.set_registered_model_alias(promotion.registered_model, promotion.champion_alias, version)
+    if action in APPROVALS:
+        client.set_model_version_tag(promotion.registered_model, version, "pipeline.promoted_ds", ds or "-")
+    client.set_model_version_tag(promotion.registered_model, version, "pipeline.champion_event",
+                                 f"{action} ({ds or 'manual'}) by {who}: {reason}"[:5000])
+    entry = append_history(config, {"action": action, "ds": ds, "version": str(version),
+                                    "model": model.tags.get("pipeline.model"), "previous_version": previous,
+                                    "who": who, "reason": reason, "run_id": run_id})
+    log.warning("champion of %s: version %s -> %s (%s by %s: %s)", promotion.registered_model, previous, version,
+                action, who, reason)
+    return entry
+
+
+def set_challenger(config: PipelineConfig, version: str) -> None:
+    from mlflow import MlflowClient
+
+    MlflowClient().set_registered_model_alias(config.promotion.registered_model, config.promotion.challenger_alias,
+                                              version)
+
+
+def previous_approved(history: list[dict[str, Any]], current: str | None) -> str | None:
+    """The version the current champion replaced when it was last approved (promoted or forced)."""
+    for entry in reversed(history):
+        if entry["version"] == current and entry["action"] in APPROVALS:
+            return entry.get("previous_version")
+    return None
+
+
+def rollback_champion(config: PipelineConfig, reason: str, who: str, run_id: str | None = None,
+                      to_version: str | None = None) -> dict[str, Any]:
+    """Move the champion back to the previous approved version (or ``to_version``, which must have been one)."""
+    if not reason or not reason.strip():
+        raise RegistryError("rollback: give a reason (make rollback REASON='...'); it is kept in the history")
+    history = read_history(config)
+    done = next((e for e in history if run_id and e.get("run_id") == run_id and e["action"] == ROLLBACK), None)
+    if done is not None:  # a retried task: the rollback of this run already happened
+        return {**done, "rolled_back": False, "note": f"already rolled back by run {run_id}"}
+    configure_mlflow(config)
+    champion = current_champion(config)
+    current = str(champion.version) if champion else None
+    target = str(to_version) if to_version else previous_approved(history, current)
+    approved = {e["version"] for e in history if e["action"] in APPROVALS}
+    if target is None:
+        raise RegistryError(f"rollback: champion version {current} has no previous approved version in "
+                            f"{config.layout.champion_history}; name one with --to-version")
+    if target not in approved:
+        raise RegistryError(f"rollback: version {target} was never an approved champion (approved: "
+                            f"{sorted(approved, key=int) or 'none'}); pick one of those")
+    if target == current:
+        raise RegistryError(f"rollback: version {target} is already the champion")
+    try:
+        load_registered_model(_version(config, target))
+    except Exception as err:  # noqa: BLE001 - never move the alias to a model that cannot serve
+        raise RegistryError(f"rollback: version {target} cannot be loaded ({err}); champion {current} is kept") from err
+    entry = move_champion(config, target, action=ROLLBACK, ds=None, who=who, reason=reason, run_id=run_id,
+                          previous=current)
+    return {**entry, "rolled_back": True}
+
+
+def current_champion(config: PipelineConfig):
+    """The model version behind the champion alias, or None when there is none yet."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return MlflowClient().get_model_version_by_alias(config.promotion.registered_model,
+                                                         config.promotion.champion_alias)
+    except MlflowException as err:
+        if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+
+
+def load_registered_model(version):
+    """Load a registered Keras model version (the model classes must be registered first)."""
+    import mlflow
+
+    import pipelines.models  # noqa: F401 - registers the custom Keras classes for deserialisation
+
+    return mlflow.keras.load_model(f"models:/{version.name}/{version.version}")
+
+
+def _version(config: PipelineConfig, version: str):
+    from mlflow import MlflowClient
+
+    return MlflowClient().get_model_version(config.promotion.registered_model, version)

@@ -1,0 +1,125 @@
+"""Batch scoring: the champion's top-K items for every active user, and an audience for every campaign.
+
+Both are written as the day's partition (``outputs/recommendations/dt=<ds>``, ``outputs/audiences/dt=<ds>``)
+from one pass of the model over the users. A campaign's audience is the ``scoring.audience_size`` users
+the champion finds likeliest to go next to one of the campaign's items (the softmax probability of
+the items its ads showed in the window, ``features/.../campaign_items``), best first.
+
+Before any model has passed the promotion gate (a new shop, a sample too small to train on), the
+``scoring.without_champion`` setting decides: ``popularity`` (the default) writes the window's most
+popular items the user has not bought, with ``model_version`` = ``popularity-fallback`` so that
+consumers and the run report see it is not a trained model (no audiences: popularity ranks every
+user alike); ``fail`` stops the task instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from functools import partial
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipelines import columns as C
+from pipelines.config import PipelineConfig
+from pipelines.features.store import load_feature_partition
+from pipelines.io import atomic_partition
+from pipelines.lake import PART_FILE, partition_path
+from pipelines.registry.champion import current_champion, load_registered_model
+from pipelines.registry.store import configure_mlflow
+from pipelines.scoring.audiences import audience_table, campaign_affinity, campaign_items
+from pipelines.training.splits import build_day_splits
+
+log = logging.getLogger(__name__)
+
+
+POPULARITY_FALLBACK = "popularity-fallback"  # model_version of recommendations written without a champion
+
+
+class NoChampionError(RuntimeError):
+    """Scoring was asked for before any model passed the promotion gate (with ``without_champion: fail``)."""
+
+
+def write_recommendations(config: PipelineConfig, ds: str) -> dict[str, Any]:
+    """Top-K per user of the day's features, excluding items the user already bought (see the module doc)."""
+    # pipelines.models imports Keras: only when scoring, not when the summary reads POPULARITY_FALLBACK
+    from pipelines.models.metrics import popularity_scorer, popularity_scores
+    from pipelines.models.training import score_items, top_k_scored
+
+    started = time.perf_counter()
+    configure_mlflow(config)
+    champion = current_champion(config)
+    if champion is None and config.scoring.without_champion == "fail":
+        raise NoChampionError(
+            f"no model version carries the alias '{config.promotion.champion_alias}' of "
+            f"'{config.promotion.registered_model}' yet, so there is nothing to score {ds} with; "
+            "see the promote_champion task log for why no candidate passed the gate, or set "
+            "scoring.without_champion: popularity to write popularity recommendations meanwhile")
+    features = load_feature_partition(config.layout.features, ds)
+    splits = build_day_splits(config, features)
+    scored = features.sequences.take(splits.kept_rows)  # users with enough history to score
+    purchased = [np.asarray(items, dtype=np.int64) for items in scored.column(C.PURCHASED_ITEMS).to_pylist()]
+    top_k = min(config.scoring.top_k, features.num_items)
+    campaigns, campaign_matrix = campaign_items(features.path, features.num_items)
+    if champion is None:
+        log.warning("recommendations %s: no champion yet (no candidate has passed the gate); writing the "
+                    "window's popularity, model_version=%s, and no audiences", ds, POPULARITY_FALLBACK)
+        popularity = popularity_scores(features.sequences.column(C.ITEM_SEQ), features.num_items)
+        score_batch, version, model_name = popularity_scorer(popularity), POPULARITY_FALLBACK, "popularity"
+        campaigns = []
+    else:
+        model = load_registered_model(champion)
+        score_batch = partial(score_items, model, batch_size=config.scoring.batch_size)
+        version, model_name = str(champion.version), champion.tags.get("pipeline.model")
+    affinity: list[np.ndarray] = []  # [batch, campaigns] probability of a campaign item next
+
+    def scored_and_tapped(batch: dict[str, np.ndarray]) -> np.ndarray:
+        scores = score_batch(batch)
+        if campaigns:
+            affinity.append(campaign_affinity(scores, campaign_matrix))
+        return scores
+
+    items, scores = top_k_scored(scored_and_tapped, splits.inputs("full"), features.num_items, top_k,
+                                 exclude=purchased, batch_size=config.scoring.batch_size)
+    table = _recommendation_table(scored, features.vocab, items, scores, version)
+    target = partition_path(config.layout.recommendations, ds)
+    with atomic_partition(target) as staging:
+        pq.write_table(table, staging / PART_FILE)
+    audiences = audience_table(scored, campaigns if affinity else [],
+                                np.concatenate(affinity) if affinity else np.zeros((0, 0), np.float32),
+                                config.scoring.audience_size, version)
+    audiences_target = partition_path(config.layout.audiences, ds)
+    with atomic_partition(audiences_target) as staging:
+        pq.write_table(audiences, staging / PART_FILE)
+    summary = {"ds": ds, "path": str(target), "users": int(scored.num_rows),
+               "rows": int(table.num_rows), "top_k": top_k, "model_version": version,
+               "model": model_name, "fallback": champion is None,
+               "audiences": {"path": str(audiences_target), "campaigns": len(campaigns),
+                             "rows": int(audiences.num_rows)},
+               "seconds": round(time.perf_counter() - started, 2)}
+    log.info("recommendations %s: %s rows for %s users by %s (version %s) at %s; audiences of %s campaigns at %s",
+             ds, summary["rows"], summary["users"], model_name, version, target, len(campaigns), audiences_target)
+    return summary
+
+
+def _recommendation_table(users: pa.Table, vocab: pa.Table, items: np.ndarray, scores: np.ndarray,
+                          version: str) -> pa.Table:
+    n_users, k = items.shape  # items, scores: [n_users, k]
+    item_ids = np.asarray(vocab.column(C.ITEM_ID).to_pylist(), dtype=object)
+    lookup = np.concatenate([[None], item_ids])  # ITEM_IDX is 1-based; 0 is padding
+    valid = items > 0
+    user_keys = np.repeat(np.asarray(users.column(C.USER_KEY).to_pylist(), dtype=object), k)
+    ranks = np.tile(np.arange(1, k + 1, dtype=np.int32), n_users)
+    flat_items = items.reshape(-1)
+    keep = valid.reshape(-1)
+    return pa.table({
+        C.USER_KEY: pa.array(user_keys[keep], pa.string()),
+        C.RANK: pa.array(ranks[keep], pa.int32()),
+        C.ITEM_IDX: pa.array(flat_items[keep].astype(np.int32), pa.int32()),
+        C.ITEM_ID: pa.array(lookup[np.minimum(flat_items[keep], len(item_ids))], pa.string()),
+        C.SCORE: pa.array(scores.reshape(-1)[keep].astype(np.float32), pa.float32()),
+        C.MODEL_VERSION: pa.array([version] * int(keep.sum()), pa.string()),
+    })
