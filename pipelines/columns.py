@@ -31,6 +31,16 @@ RAW_COLUMNS = (
 )
 REQUIRED_COLUMNS = (EVENT_ID, EVENT_TIME, USER_ID, SESSION_ID, EVENT_TYPE, DEVICE)
 
+# The raw contract, field by field (validation.raw_events_suite turns it into expectations): ids and
+# text are JSON strings, or JSON integers taken as their decimal text (objects, arrays, booleans and
+# floats are refused), at most validation.max_*_length characters; ids and categories hold no control
+# characters; event_time is an ISO-8601 string with an offset; price a finite number in
+# 0..validation.max_price; event_type one of EVENT_TYPES exactly.
+ID_COLUMNS = (EVENT_ID, USER_ID, SESSION_ID, ITEM_ID)
+TEXT_COLUMNS = (EVENT_TYPE, CATEGORY, CAMPAIGN, UTM_SOURCE, DEVICE, SEARCH_QUERY, EMAIL, IP_ADDRESS, USER_AGENT)
+NO_CONTROL_CHARACTER_COLUMNS = (*ID_COLUMNS, CATEGORY)
+JSON_TYPE_SUFFIX = "__json_type"  # helper column: the JSON type a field arrived as (string, integer, ...)
+
 # Event types and which of them carry an item.
 PRODUCT_VIEW = "product_view"
 ADD_TO_CART = "add_to_cart"

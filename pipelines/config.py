@@ -70,6 +70,10 @@ class DemoConfig(_Section):
 class ValidationConfig(_Section):
     max_failure_rate: float = Field(ge=0.0, le=1.0)
     late_event_days: int = Field(ge=0)
+    max_event_id_length: int = Field(ge=1)
+    max_id_length: int = Field(ge=1)
+    max_text_length: int = Field(ge=1)
+    max_price: float = Field(gt=0)
 
 
 class CheckSeverities(_Section):

@@ -3,7 +3,9 @@
 A scorer is any ``score_fn(inputs: dict) -> float[b, num_items + 1]`` over a batch of model inputs
 (``{"items": int[b, L], "user": int[b]}``); column 0 is padding and never ranks. Ranks are 1-based
 and ties are counted pessimistically: every other item scoring the same as the target ranks ahead of
-it, so a constant scorer gets the worst rank rather than a lucky one.
+it, so a constant scorer gets the worst rank rather than a lucky one. A non-finite score (NaN or
++inf; -inf is how callers mask items out) ranks last, and ``evaluate_*`` report how many rows of
+scores had one (``non_finite_rows``), so a model that outputs NaN never looks perfect.
 """
 
 from __future__ import annotations
@@ -44,9 +46,25 @@ def _checked(ranks: np.ndarray) -> np.ndarray:
     return ranks
 
 
+def finite_scores(scores: np.ndarray) -> np.ndarray:
+    """``scores`` with NaN and +inf replaced by -inf: what cannot be compared ranks last."""
+    scores = np.asarray(scores)
+    broken = np.isnan(scores) | np.isposinf(scores)
+    return np.where(broken, -np.inf, scores) if broken.any() else scores
+
+
+def not_finite_rows(scores: np.ndarray) -> int:
+    """Rows of ``scores`` with a NaN or +inf score (outside the padding column 0)."""
+    items = np.asarray(scores)[:, 1:]
+    return int((np.isnan(items) | np.isposinf(items)).any(axis=1).sum())
+
+
 def rank_targets(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """int64[n] 1-based rank of targets[i] among columns 1.. of scores[n, num_items + 1] (ties: pessimistic)."""
-    scores, targets = np.asarray(scores), np.asarray(targets)
+    """int64[n] 1-based rank of targets[i] among columns 1.. of scores[n, num_items + 1] (ties: pessimistic).
+
+    Non-finite scores rank last (see ``finite_scores``): a NaN target gets rank num_items.
+    """
+    scores, targets = finite_scores(scores), np.asarray(targets)
     if np.any(targets < 1) or np.any(targets >= scores.shape[1]):
         raise ValueError(f"targets must be item ids in 1..{scores.shape[1] - 1}; 0 is padding.")
     target_scores = np.take_along_axis(scores, targets[:, None], axis=1)  # [n, 1]
@@ -74,10 +92,15 @@ def evaluate_full_ranking(
     k: int = 10,
     batch_size: int = 1024,
 ) -> dict[str, float]:
-    """HR@k, NDCG@k and MRR of the targets ranked against every item, batch by batch."""
+    """HR@k, NDCG@k and MRR of the targets ranked against every item, batch by batch (and non_finite_rows)."""
     targets, inputs = np.asarray(targets), as_input_dict(inputs)
-    ranks = [rank_targets(score_fn(batch), targets[part]) for part, batch in _batches(inputs, batch_size)]
-    return metrics_from_ranks(np.concatenate(ranks) if ranks else np.array([]), k)
+    ranks, non_finite = [], 0
+    for part, batch in _batches(inputs, batch_size):
+        scores = np.asarray(score_fn(batch))
+        non_finite += not_finite_rows(scores)
+        ranks.append(rank_targets(scores, targets[part]))
+    metrics = metrics_from_ranks(np.concatenate(ranks) if ranks else np.array([]), k)
+    return {**metrics, "non_finite_rows": non_finite}
 
 
 def sample_negatives_excluding(
@@ -132,11 +155,13 @@ def evaluate_sampled(
     history = sub_ragged(values, offsets[:-1][chosen], offsets[1:][chosen])
     negatives = sample_negatives_excluding(history, num_items, num_negatives, rng)  # [u, m]
     candidates = np.concatenate([targets[chosen, None], negatives], axis=1)  # [u, 1 + m]
-    ranks = []
+    ranks, non_finite = [], 0
     for part, batch in _batches(subset, batch_size):
         scores = np.asarray(score_fn(batch))  # [b, N+1]
-        ranks.append(_rank_first(np.take_along_axis(scores, candidates[part], axis=1)))
-    return metrics_from_ranks(np.concatenate(ranks) if ranks else np.array([]), k)
+        non_finite += not_finite_rows(scores)
+        ranks.append(_rank_first(np.take_along_axis(finite_scores(scores), candidates[part], axis=1)))
+    metrics = metrics_from_ranks(np.concatenate(ranks) if ranks else np.array([]), k)
+    return {**metrics, "non_finite_rows": non_finite}
 
 
 def _rank_first(candidate_scores: np.ndarray) -> np.ndarray:

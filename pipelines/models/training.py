@@ -5,11 +5,14 @@ Each epoch is one pass of ``fit`` over freshly shuffled batches with fresh negat
 against every item) or by the SASRec paper's sampled protocol (target against 100 never-seen items,
 at most 10,000 users, the same negatives every time). The best validated epoch's weights are
 restored. The loss is computed inside a thin wrapper model, so ``fit`` runs unchanged on any backend.
+A non-finite training loss stops training at once (``stopped_reason`` ``non_finite_loss``), and an
+epoch whose loss or validation scores were not finite is never the one restored.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 
@@ -55,7 +58,7 @@ class TrainResult:
     best_val_ndcg_at_10: float  # validation NDCG at config.k (10 by default) of the best epoch
     epochs_run: int
     train_seconds: float
-    stopped_reason: str  # "patience" | "time_budget" | "max_epochs"
+    stopped_reason: str  # "patience" | "time_budget" | "max_epochs" | "non_finite_loss"
 
 
 class _LossModel(keras.Model):
@@ -95,6 +98,12 @@ def train_model(
     started, stopped_reason = time.monotonic(), "max_epochs"
     for epoch in range(1, config.epochs + 1):
         metrics = _train_epoch(trainer, splits, spec, config, epoch)
+        if not math.isfinite(metrics["train_loss"]):  # the weights are garbage now: keep the best so far
+            history.append(metrics)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, metrics)
+            stopped_reason = "non_finite_loss"
+            break
         over_budget = (
             config.time_budget_seconds is not None
             and time.monotonic() - started >= config.time_budget_seconds
@@ -105,7 +114,7 @@ def train_model(
         history.append(metrics)
         if on_epoch_end is not None:
             on_epoch_end(epoch, metrics)
-        if metrics.get(key, -1.0) > best_ndcg:
+        if _usable(metrics, key) and metrics[key] > best_ndcg:
             best_weights, best_epoch, best_ndcg = model.get_weights(), epoch, metrics[key]
         if key in metrics and epoch - best_epoch >= config.patience:
             stopped_reason = "patience"
@@ -117,6 +126,11 @@ def train_model(
     return TrainResult(
         model, history, best_epoch, best_ndcg, len(history), time.monotonic() - started, stopped_reason
     )
+
+
+def _usable(metrics: dict[str, float], key: str) -> bool:
+    """A validated epoch whose scores were all finite (a NaN score ranks last, but such weights are unsound)."""
+    return key in metrics and math.isfinite(metrics[key]) and not metrics.get("val_non_finite_rows", 0)
 
 
 def _train_epoch(trainer, splits, spec, config: TrainConfig, epoch: int) -> dict[str, float]:

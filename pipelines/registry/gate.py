@@ -3,7 +3,9 @@
 A candidate becomes champion when (1) the day's data checks passed, (2) its registry entry is sound and
 its model loads, (3) it beats popularity on the same test split by the configured relative margin and
 (4) it is not worse than the current champion, re-scored on the same split, beyond the configured
-tolerance. The metric comparisons are MLflow's own ``validate_evaluation_results`` with
+tolerance. A metric that is not a finite number, scores with NaN in them or a candidate without a
+sound epoch (training stopped on a non-finite loss) refuse promotion before anything is compared.
+The metric comparisons are MLflow's own ``validate_evaluation_results`` with
 ``MetricThreshold``s. Missing evidence (no data-check record, a champion that cannot be re-scored, a
 registry that cannot be reached) keeps the current champion: the gate fails closed.
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from typing import Any
 
 from pipelines import lake
@@ -56,7 +59,7 @@ def promote_champion(config: PipelineConfig, ds: str, evaluation: dict[str, Any]
     """Decide, move the alias if the gate (or a forced run) says so, and record the reasons where people look."""
     control = control or promotion_control()
     metric = evaluation["metric"]
-    best = max(evaluation["candidates"], key=lambda c: c["test"][metric])
+    best = max(evaluation["candidates"], key=lambda c: _finite_or_worst(c["test"].get(metric)))
     decision = {"ds": ds, "metric": metric, "candidate": {k: best[k] for k in ("model", "version", "run_id")},
                 "candidate_value": best["test"][metric], "popularity_value": evaluation["popularity"][metric],
                 "control": control, "promoted": False}
@@ -67,8 +70,9 @@ def promote_champion(config: PipelineConfig, ds: str, evaluation: dict[str, Any]
         return _keep(decision, None, [f"MLflow store {config.tracking_uri} cannot be reached ({_short(err)}); "
                                       "nothing was moved (fail closed)"], [])
     decision["previous_champion_version"] = str(champion.version) if champion else None
-    blocking = _check_data(config, ds) + _check_candidate(config, best)
-    gate = _check_metrics(config, best, evaluation)
+    not_finite = _check_finite(best, evaluation)
+    blocking = _check_data(config, ds) + not_finite + _check_candidate(config, best)
+    gate = [] if not_finite else _check_metrics(config, best, evaluation)  # MLflow raises on NaN
     decision["gate_reasons"] = gate
     if blocking or (gate and control["mode"] != "force"):
         decision = _keep(decision, champion, blocking + gate, blocking)
@@ -125,6 +129,34 @@ def _check_data(config: PipelineConfig, ds: str) -> list[str]:
             reasons.append(f"no {check} data-check record at {record} (fail closed)")
         elif not lake.read_record(record).get("success"):
             reasons.append(f"{check} data checks failed or their record is unreadable (see {record})")
+    return reasons
+
+
+def _finite_or_worst(value: Any) -> float:
+    try:
+        return float(value) if math.isfinite(float(value)) else -math.inf
+    except (TypeError, ValueError):
+        return -math.inf
+
+
+def _check_finite(best: dict[str, Any], evaluation: dict[str, Any]) -> list[str]:
+    """Every number the decision rests on is finite, and the candidate was trained to a sound epoch."""
+    metric, reasons = evaluation["metric"], []
+    sides = [(f"candidate {best['model']} v{best['version']} test", best["test"]),
+             ("popularity", evaluation["popularity"])]
+    champion = evaluation.get("champion")
+    if champion and "test" in champion:
+        sides.append((f"champion v{champion['version']} test", champion["test"]))
+    for name, test in sides:
+        if _finite_or_worst(test.get(metric)) == -math.inf:
+            reasons.append(f"{name} {metric} is {test.get(metric)} (not a finite number): refused, nothing "
+                           "is compared on it (fail closed)")
+        elif test.get("non_finite_rows"):
+            reasons.append(f"{name} scores had NaN or infinite values for {test['non_finite_rows']} users: "
+                           "refused (fail closed)")
+    if best.get("stopped_reason") == "non_finite_loss" or best.get("best_epoch") == 0:
+        reasons.append(f"candidate {best['model']} v{best['version']} has no sound epoch (training stopped: "
+                       f"{best.get('stopped_reason')}, best epoch {best.get('best_epoch')}): refused")
     return reasons
 
 

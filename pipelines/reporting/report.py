@@ -157,6 +157,7 @@ def _check_rows(report: dict[str, Any]) -> list[list[str]]:
         result = "passed" if record.get("success") else "FAILED"
         counts = (f"{record.get('rows_in')} in, {record.get('rows_accepted')} accepted, "
                   f"{record.get('rows_quarantined')} quarantined {record.get('reasons') or ''}"
+                  + (f", {record['blank_lines']} blank lines" if record.get("blank_lines") else "")
                   if stage == "raw_events" and "rows_in" in record else "")
         docs = record.get("data_docs_path") or ""
         rows.append([stage, result, f"{counts} data docs: {docs}".strip()])

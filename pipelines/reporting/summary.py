@@ -16,7 +16,8 @@ def format_run_summary(summary: dict[str, Any]) -> str:
     lines = [f"Nightly run for {summary['ds']}", "",
              f"Data (day {summary['ds']})",
              f"  events in {raw.get('rows_in', '?'):>9}   accepted {raw.get('rows_accepted', '?')}   "
-             f"quarantined {raw.get('rows_quarantined', '?')}" + (f" ({reasons})" if reasons else ""),
+             f"quarantined {raw.get('rows_quarantined', '?')}" + (f" ({reasons})" if reasons else "")
+             + (f"   blank lines {raw['blank_lines']}" if raw.get("blank_lines") else ""),
              f"Features (trailing window {feats.get('window_start', '?')} .. {feats.get('window_end', '?')}, "
              f"{len(feats.get('partitions_read', []))} days read)",
              f"  events {feats.get('events_after_dedup', '?')} after dropping {feats.get('duplicates_dropped', '?')} "

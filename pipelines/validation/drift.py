@@ -16,6 +16,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from pipelines import columns as C
@@ -27,6 +28,7 @@ from pipelines.validation.checks import run_checks, with_severity
 
 log = logging.getLogger(__name__)
 UNKNOWN_ITEM, NEW_USER = "unknown_item", "new_user"
+NON_FINITE_PRICES = "non_finite_prices"  # counted in the profile, left out of the price mean
 
 
 def check_raw_drift(config: PipelineConfig, ds: str) -> dict[str, Any]:
@@ -54,7 +56,9 @@ def check_raw_drift(config: PipelineConfig, ds: str) -> dict[str, Any]:
 def drift_frame(events: pd.DataFrame, known_items: set, known_users: set) -> pd.DataFrame:
     """The day's events with 0/1 indicator columns whose means are the shares the checks bound."""
     frame = pd.DataFrame({C.EVENT_TYPE: events[C.EVENT_TYPE].astype(object),
-                          C.PRICE: pd.to_numeric(events[C.PRICE], errors="coerce")})
+                          C.PRICE: finite_or_missing(pd.to_numeric(events[C.PRICE], errors="coerce"))})
+    frame.attrs[NON_FINITE_PRICES] = int((~np.isfinite(pd.to_numeric(events[C.PRICE], errors="coerce")
+                                          .dropna().to_numpy(dtype="float64"))).sum())
     for event_type in C.EVENT_TYPES:
         frame[f"is_{event_type}"] = (events[C.EVENT_TYPE] == event_type).astype("float64")
     has_item = events[C.ITEM_ID].notna()
@@ -71,7 +75,12 @@ def day_profile(frame: pd.DataFrame) -> dict[str, Any]:
 
     return {"rows": int(len(frame)), "event_type_shares": {t: mean(f"is_{t}") for t in C.EVENT_TYPES},
             "unknown_item_share": mean(UNKNOWN_ITEM), "new_user_share": mean(NEW_USER),
-            "price_mean": mean(C.PRICE)}
+            "price_mean": mean(C.PRICE), NON_FINITE_PRICES: int(frame.attrs.get(NON_FINITE_PRICES, 0))}
+
+
+def finite_or_missing(values: pd.Series) -> pd.Series:
+    """Non-finite numbers (inf, NaN) as missing: a band is never set from, or compared with, infinity."""
+    return values.where(np.isfinite(values.to_numpy(dtype="float64")))
 
 
 def history_profiles(config: PipelineConfig, days: list[str]) -> list[dict[str, Any]]:

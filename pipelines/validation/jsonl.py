@@ -1,55 +1,102 @@
-"""Read raw JSON Lines robustly: every line is kept, either as a row or as a malformed line.
+"""Read raw JSON Lines robustly: every line is counted, as a row, a malformed line or a blank line.
 
-Nothing is dropped silently. A line that is not UTF-8, not JSON, or not a JSON object becomes a
-malformed line with its text; only blank lines (a trailing newline, say) are skipped. Every row keeps
-its source file and 1-based line number, and the line as it arrived, so quarantine loses nothing.
+Nothing is dropped silently. A line that is not UTF-8 (``invalid_utf8``), not JSON or not a JSON
+object (``malformed_json``) becomes a malformed line with its text and reason; blank lines are
+counted, so that a file's lines = rows + malformed + blank. A UTF-8 byte-order mark (files saved on
+Windows) is stripped from a file's first line. Every row keeps its source file, 1-based line number
+and the line as it arrived, so quarantine loses nothing.
+
+Values are normalised for the checks, and the JSON type each contracted field arrived as is kept
+beside it (``<field>__json_type``) so that the suite can refuse objects, arrays, booleans and floats
+where text is expected: strings stay (blank ones count as missing), integers become their decimal
+text, anything else its JSON text. Prices keep their number, NaN and infinities included, for the
+price checks to refuse.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from pipelines.columns import RAW_COLUMNS, RAW_LINE, SOURCE_FILE, SOURCE_LINE
+from pipelines.columns import (
+    ID_COLUMNS,
+    JSON_TYPE_SUFFIX,
+    PRICE,
+    QUARANTINE_REASON,
+    RAW_COLUMNS,
+    RAW_LINE,
+    SOURCE_FILE,
+    SOURCE_LINE,
+    TEXT_COLUMNS,
+)
 
 log = logging.getLogger(__name__)
+BOM = b"\xef\xbb\xbf"
+MALFORMED_JSON, INVALID_UTF8 = "malformed_json", "invalid_utf8"
+TYPED_COLUMNS = (*ID_COLUMNS, *TEXT_COLUMNS)  # the fields whose JSON type is recorded
+TYPE_COLUMNS = tuple(f"{column}{JSON_TYPE_SUFFIX}" for column in TYPED_COLUMNS)
 
 
 @dataclass(frozen=True)
 class RawLines:
     """The rows of some JSON Lines files (RAW_COLUMNS as arrived, object dtype) and the malformed lines."""
 
-    rows: pd.DataFrame  # RAW_COLUMNS + SOURCE_FILE, SOURCE_LINE, RAW_LINE
-    malformed: pd.DataFrame  # SOURCE_FILE, SOURCE_LINE, RAW_LINE
+    rows: pd.DataFrame  # RAW_COLUMNS + TYPE_COLUMNS + SOURCE_FILE, SOURCE_LINE, RAW_LINE
+    malformed: pd.DataFrame  # SOURCE_FILE, SOURCE_LINE, RAW_LINE, QUARANTINE_REASON
+    blank_lines: int = 0  # empty or whitespace-only lines (a trailing newline is not a line)
 
 
 def read_json_lines(files: list[Path], relative_to: Path) -> RawLines:
     """Parse ``files`` line by line; source files are named relative to ``relative_to``."""
     records: list[dict] = []
     positions: list[tuple[str, int, str]] = []
-    malformed: list[tuple[str, int, str]] = []
+    malformed: list[tuple[str, int, str, str]] = []
+    blank = 0
     for path in files:
         source = path.relative_to(relative_to).as_posix()
-        for line_number, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+        data = path.read_bytes()
+        lines = data.removeprefix(BOM).split(b"\n")
+        if lines and lines[-1] == b"":  # the newline that ends the last line
+            lines.pop()
+        for line_number, raw in enumerate(lines, start=1):
             if not raw.strip():
+                blank += 1
                 continue
-            text, record = _parse_line(raw)
+            text, record, reason = _parse_line(raw)
             if record is None:
-                malformed.append((source, line_number, text))
+                malformed.append((source, line_number, text, reason))
             else:
                 records.append(record)
                 positions.append((source, line_number, text))
     _warn_about_unknown_keys(records, files)
-    # Built column by column with object dtype: values stay exactly as they arrived (no 42 -> 42.0).
-    rows = pd.DataFrame({column: [_normalise_value(record.get(column)) for record in records]
+    # Built column by column with object dtype: values stay as they arrived (no 42 -> 42.0).
+    rows = pd.DataFrame({column: [_normalise(column, record.get(column)) for record in records]
                          for column in RAW_COLUMNS}, dtype=object)
+    for column, type_column in zip(TYPED_COLUMNS, TYPE_COLUMNS, strict=True):
+        rows[type_column] = pd.Series([json_type(record.get(column)) for record in records], dtype=object)
     rows[[SOURCE_FILE, SOURCE_LINE, RAW_LINE]] = _positions_frame(positions)
-    return RawLines(rows=rows, malformed=_positions_frame(malformed))
+    bad = pd.DataFrame(malformed, columns=[SOURCE_FILE, SOURCE_LINE, RAW_LINE, QUARANTINE_REASON])
+    bad = bad.astype({SOURCE_FILE: object, SOURCE_LINE: "int64", RAW_LINE: object, QUARANTINE_REASON: object})
+    return RawLines(rows=rows, malformed=bad, blank_lines=blank)
+
+
+def json_type(value: object) -> str | None:
+    """The JSON type ``value`` was parsed from: string, integer, number, boolean, object, array (None: null)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    return "object" if isinstance(value, dict) else "array"
 
 
 def _positions_frame(positions: list[tuple[str, int, str]]) -> pd.DataFrame:
@@ -57,28 +104,30 @@ def _positions_frame(positions: list[tuple[str, int, str]]) -> pd.DataFrame:
     return frame.astype({SOURCE_FILE: object, SOURCE_LINE: "int64", RAW_LINE: object})
 
 
-def _parse_line(raw: bytes) -> tuple[str, dict | None]:
-    """The line's text and its JSON object, or None when it is not a JSON object."""
+def _parse_line(raw: bytes) -> tuple[str, dict | None, str | None]:
+    """The line's text, its JSON object (None when it is not one) and why not."""
     try:
         text = raw.decode("utf-8").rstrip("\r")
     except UnicodeDecodeError:
-        return raw.decode("utf-8", errors="replace").rstrip("\r"), None
+        return raw.decode("utf-8", errors="replace").rstrip("\r"), None, INVALID_UTF8
     try:
         record = json.loads(text)
-    except ValueError:
-        return text, None
-    return text, record if isinstance(record, dict) else None
+    except (ValueError, RecursionError):
+        return text, None, MALFORMED_JSON
+    return (text, record, None) if isinstance(record, dict) else (text, None, MALFORMED_JSON)
 
 
-def _normalise_value(value: object) -> object:
-    """Blank strings count as missing; nested objects become their JSON text (hashable, comparable)."""
+def _normalise(column: str, value: object) -> object:
+    """The value as the checks see it (see the module doc)."""
+    if value is None:
+        return None
     if isinstance(value, str):
         return value if value.strip() else None
-    if isinstance(value, dict | list):
-        return json.dumps(value, sort_keys=True)
-    if isinstance(value, float) and math.isnan(value):  # JSON NaN, which Python's parser accepts
-        return None
-    return value
+    if column == PRICE and isinstance(value, int | float) and not isinstance(value, bool):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return json.dumps(value, sort_keys=True, allow_nan=True)
 
 
 def _warn_about_unknown_keys(records: list[dict], files: list[Path]) -> None:

@@ -20,6 +20,7 @@ from pipelines.lake import partition_path
 from pipelines.validation.checks import DataCheckError
 from pipelines.validation.drift import check_raw_drift
 from pipelines.validation.raw_events import RawDataError, validate_raw_events
+from pipelines.validation.raw_events_suite import RawLimits
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,8 @@ def validate_raw_day(config: PipelineConfig, ds: str) -> dict[str, Any]:
             raw_partition=partition_path(layout.raw_events, ds), ds=ds, interval_start=start, interval_end=end,
             validated_partition=partition_path(layout.validated_events, ds),
             quarantine_partition=partition_path(layout.quarantine, ds),
-            gx_project_dir=layout.gx_dir, max_failure_rate=config.validation.max_failure_rate)
+            gx_project_dir=layout.gx_dir, max_failure_rate=config.validation.max_failure_rate,
+            limits=raw_limits(config))
     except RawDataError as err:
         counts = err.result.to_dict() if err.result else {"ds": ds}
         write_json_atomic(record_path, {**counts, "success": False, "failures": [str(err)], "warnings": []})
@@ -59,6 +61,13 @@ def validate_raw_day(config: PipelineConfig, ds: str) -> dict[str, Any]:
             f"{drift['history_days']} days; see the data docs at {', '.join(drift['data_docs'].values())}. Fix or "
             f"re-land the day and rerun, or set checks.severity.<check>: warn if this is expected")
     return summary
+
+
+def raw_limits(config: PipelineConfig) -> RawLimits:
+    """The raw contract's sizes from ``validation.max_*``."""
+    validation = config.validation
+    return RawLimits(max_event_id_length=validation.max_event_id_length, max_id_length=validation.max_id_length,
+                     max_text_length=validation.max_text_length, max_price=validation.max_price)
 
 
 def already_validated(config: PipelineConfig, ds: str) -> bool:

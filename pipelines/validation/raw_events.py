@@ -8,6 +8,8 @@ quarantine partition. Both are written atomically, so a rerun replaces them.
 A row failing several checks gets all its reasons, joined with ';' in suite order. Of rows sharing
 an ``event_id`` the first that passes every other check is kept (the first copy when none does);
 the other copies are quarantined as ``duplicate_event_id``. Blank strings count as missing values.
+Blank lines are counted (``blank_lines``): the files' lines = rows_in + blank_lines, where
+rows_in = rows_accepted + rows_quarantined.
 When more than ``max_failure_rate`` of the rows fail, the quarantine is still written (so people can
 look), the validated partition is left as it was, and ``RawDataError`` says what happened.
 """
@@ -38,8 +40,8 @@ from pipelines.validation.jsonl import RawLines, read_json_lines
 from pipelines.validation.raw_events_suite import (
     DUPLICATE_EVENT_ID,
     EVENT_TIME_UTC,
-    MALFORMED_JSON,
     PRICE_VALUE,
+    RawLimits,
     add_parsed_columns,
     run_raw_events_checkpoint,
 )
@@ -58,13 +60,14 @@ class RawDataError(ValueError):
 @dataclass(frozen=True)
 class RawValidationResult:
     ds: str
-    rows_in: int  # rows_accepted + rows_quarantined, malformed lines included
+    rows_in: int  # rows_accepted + rows_quarantined, malformed lines included (blank lines not)
     rows_accepted: int
     rows_quarantined: int
     reasons: dict[str, int]  # reason -> rows; a row with several reasons counts under each
     failure_rate: float  # rows_quarantined / rows_in
     data_docs_path: str  # the Data Docs page of this validation
     success: bool  # failure_rate <= max_failure_rate
+    blank_lines: int = 0  # empty lines in the files: lines = rows_in + blank_lines
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -79,6 +82,7 @@ def validate_raw_events(
     quarantine_partition: Path,
     gx_project_dir: Path,
     max_failure_rate: float,
+    limits: RawLimits | None = None,
 ) -> RawValidationResult:
     """Validate the raw events of ``ds`` (event times in [interval_start, interval_end)); see the module doc."""
     raw_partition = Path(raw_partition)
@@ -87,11 +91,11 @@ def validate_raw_events(
         raise ValueError(f"max_failure_rate={max_failure_rate}: must be a share in [0, 1], e.g. 0.05")
     lines = _read_partition(raw_partition, ds)
     frame = add_parsed_columns(lines.rows)
-    outcome = run_raw_events_checkpoint(Path(gx_project_dir), frame, ds, start, end)
+    outcome = run_raw_events_checkpoint(Path(gx_project_dir), frame, ds, start, end, limits or RawLimits())
     reasons = _reasons_per_row(frame, outcome.failing_rows)
     quarantine = _quarantine_rows(lines, reasons)
     accepted = frame.loc[reasons.eq("").to_numpy()]
-    result = _summarise(ds, accepted, quarantine, outcome.data_docs_path, max_failure_rate)
+    result = _summarise(ds, accepted, quarantine, outcome.data_docs_path, max_failure_rate, lines.blank_lines)
     _write_parquet(quarantine_partition, _as_text_frame(quarantine, QUARANTINE_COLUMNS), _quarantine_schema())
     if not result.success:
         raise RawDataError(_gate_message(raw_partition, quarantine_partition, result, max_failure_rate), result)
@@ -150,20 +154,19 @@ def _extra_copies(event_ids: pd.Series, duplicated_rows: list[int], reasons: lis
 
 def _quarantine_rows(lines: RawLines, reasons: pd.Series) -> pd.DataFrame:
     refused = lines.rows.loc[reasons.ne("").to_numpy()].assign(**{QUARANTINE_REASON: reasons[reasons.ne("")]})
-    malformed = lines.malformed.assign(**{QUARANTINE_REASON: MALFORMED_JSON})
-    both = pd.concat([refused, malformed], ignore_index=True).reindex(columns=list(QUARANTINE_COLUMNS))
+    both = pd.concat([refused, lines.malformed], ignore_index=True).reindex(columns=list(QUARANTINE_COLUMNS))
     return both.sort_values([SOURCE_FILE, SOURCE_LINE], kind="stable", ignore_index=True)
 
 
 def _summarise(ds: str, accepted: pd.DataFrame, quarantine: pd.DataFrame, docs_path: str,
-               max_failure_rate: float) -> RawValidationResult:
+               max_failure_rate: float, blank_lines: int = 0) -> RawValidationResult:
     rows_in = len(accepted) + len(quarantine)
     failure_rate = len(quarantine) / rows_in
     counts = Counter(reason for joined in quarantine[QUARANTINE_REASON] for reason in joined.split(";"))
     result = RawValidationResult(
         ds=ds, rows_in=rows_in, rows_accepted=len(accepted), rows_quarantined=len(quarantine),
         reasons=dict(counts.most_common()), failure_rate=round(failure_rate, 6), data_docs_path=docs_path,
-        success=failure_rate <= max_failure_rate,
+        success=failure_rate <= max_failure_rate, blank_lines=blank_lines,
     )
     assert result.rows_in == result.rows_accepted + result.rows_quarantined, result
     return result

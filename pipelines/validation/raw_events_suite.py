@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from pipelines.columns import (
@@ -20,26 +21,34 @@ from pipelines.columns import (
     EVENT_TIME,
     EVENT_TYPE,
     EVENT_TYPES,
+    ID_COLUMNS,
     ITEM_EVENT_TYPES,
     ITEM_ID,
+    JSON_TYPE_SUFFIX,
+    NO_CONTROL_CHARACTER_COLUMNS,
     PRICE,
     RAW_COLUMNS,
     REQUIRED_COLUMNS,
     SOURCE_FILE,
     SOURCE_LINE,
+    TEXT_COLUMNS,
 )
 from pipelines.validation.checks import data_docs_page, open_gx_context
+from pipelines.validation.jsonl import INVALID_UTF8, MALFORMED_JSON, TYPE_COLUMNS
 
 log = logging.getLogger(__name__)
 
 # Helper columns of the frame GX sees; they never leave this module's caller.
 ROW_NUMBER = "row_number"  # position of the row in the day: how GX results point back to it
 EVENT_TIME_UTC = "event_time_utc"  # event_time parsed; NaT where it is not ISO-8601 with an offset
-PRICE_VALUE = "price_value"  # price as a number; NaN where it is not one
-GX_COLUMNS = (*RAW_COLUMNS, SOURCE_FILE, SOURCE_LINE, ROW_NUMBER, EVENT_TIME_UTC, PRICE_VALUE)
+PRICE_VALUE = "price_value"  # price as a finite number; NaN where it is not one
+PRICE_STATE = "price_state"  # number | not_a_number | not_finite (None: no price)
+GX_COLUMNS = (*RAW_COLUMNS, *TYPE_COLUMNS, SOURCE_FILE, SOURCE_LINE, ROW_NUMBER, EVENT_TIME_UTC, PRICE_VALUE,
+              PRICE_STATE)
+TEXT_TYPES = ["string", "integer"]  # JSON types accepted for ids and text (integers as their decimal text)
+CONTROL_CHARACTERS = r"[\x00-\x1f\x7f]"
 
 # Quarantine reasons: one per row-level expectation, plus the ones decided outside GX.
-MALFORMED_JSON = "malformed_json"
 DUPLICATE_EVENT_ID = "duplicate_event_id"
 UNKNOWN_EVENT_TYPE = "unknown_event_type"
 MISSING_ITEM_ID = "missing_item_id"
@@ -47,6 +56,9 @@ UNPARSEABLE_EVENT_TIME = "unparseable_event_time"
 EVENT_TIME_OUTSIDE_INTERVAL = "event_time_outside_interval"
 PRICE_NOT_A_NUMBER = "price_not_a_number"
 NEGATIVE_PRICE = "negative_price"
+PRICE_NOT_FINITE = "price_not_finite"
+PRICE_ABOVE_MAX = "price_above_max"
+LINE_REASONS = (MALFORMED_JSON, INVALID_UTF8)  # decided while reading, before GX sees a row
 REASON_META_KEY = "quarantine_reason"
 
 SUITE_NAME = CHECKPOINT_NAME = VALIDATION_NAME = "raw_events"
@@ -60,27 +72,67 @@ class CheckpointOutcome:
     data_docs_path: str  # HTML page of this validation result
 
 
+@dataclass(frozen=True)
+class RawLimits:
+    """The contract's sizes (``validation.max_*`` in the config)."""
+
+    max_event_id_length: int = 128
+    max_id_length: int = 256
+    max_text_length: int = 2048
+    max_price: float = 1_000_000.0
+
+    def max_length(self, column: str) -> int:
+        if column == EVENT_ID:
+            return self.max_event_id_length
+        return self.max_id_length if column in ID_COLUMNS else self.max_text_length
+
+
 def missing_reason(column: str) -> str:
     return f"missing_{column}"
 
 
+def not_text_reason(column: str) -> str:
+    return f"{column}_not_text"
+
+
+def too_long_reason(column: str) -> str:
+    return f"{column}_too_long"
+
+
+def control_characters_reason(column: str) -> str:
+    return f"{column}_control_characters"
+
+
 def add_parsed_columns(rows: pd.DataFrame) -> pd.DataFrame:
     """The frame GX validates: the raw columns, row numbers and typed event time and price."""
-    frame = rows.loc[:, [*RAW_COLUMNS, SOURCE_FILE, SOURCE_LINE]].copy()
+    frame = rows.loc[:, [*RAW_COLUMNS, *TYPE_COLUMNS, SOURCE_FILE, SOURCE_LINE]].copy()
     frame[ROW_NUMBER] = range(len(frame))
     times = frame[EVENT_TIME].map(lambda value: value if isinstance(value, str) else None)
     iso = times.str.match(ISO_8601_WITH_OFFSET, na=False)
     frame[EVENT_TIME_UTC] = pd.to_datetime(times.where(iso), utc=True, format="ISO8601", errors="coerce")
     prices = frame[PRICE].map(lambda value: None if isinstance(value, bool) else value)
-    frame[PRICE_VALUE] = pd.to_numeric(prices, errors="coerce").astype("float64")
+    values = pd.to_numeric(prices, errors="coerce").astype("float64")
+    finite = np.isfinite(values.to_numpy())
+    given = frame[PRICE].map(lambda value: value is not None).to_numpy(dtype=bool)  # a JSON NaN is given
+    numeric = values.notna().to_numpy()
+    frame[PRICE_STATE] = np.where(~given, None, np.where(~numeric & ~_is_nan(frame[PRICE]), "not_a_number",
+                                                          np.where(finite, "number", "not_finite")))
+    frame[PRICE_VALUE] = values.where(finite)
     return frame
 
 
-def build_raw_events_suite():
+def _is_nan(values: pd.Series) -> np.ndarray:
+    """True where the value arrived as the JSON number NaN (which is a number, but not a finite one)."""
+    return values.map(lambda value: isinstance(value, float) and value != value).to_numpy(dtype=bool)
+
+
+def build_raw_events_suite(limits: RawLimits | None = None):
     """Row-level checks, each tagged with its quarantine reason, plus the frame's schema."""
     import great_expectations as gx
     import great_expectations.expectations as gxe
     from great_expectations.expectations.row_conditions import Column
+
+    limits = limits or RawLimits()
 
     def tagged(expectation, reason: str):
         expectation.meta = {REASON_META_KEY: reason}
@@ -99,20 +151,40 @@ def build_raw_events_suite():
         tagged(gxe.ExpectColumnValuesToBeBetween(column=EVENT_TIME_UTC, strict_max=True, **interval),
                EVENT_TIME_OUTSIDE_INTERVAL),
         tagged(gxe.ExpectColumnValuesToBeUnique(column=EVENT_ID), DUPLICATE_EVENT_ID),
-        tagged(gxe.ExpectColumnValuesToNotBeNull(
-            column=PRICE_VALUE, row_condition=Column(PRICE).is_not_null()), PRICE_NOT_A_NUMBER),
+        tagged(gxe.ExpectColumnValuesToNotBeInSet(column=PRICE_STATE, value_set=["not_a_number"]),
+               PRICE_NOT_A_NUMBER),
+        tagged(gxe.ExpectColumnValuesToNotBeInSet(column=PRICE_STATE, value_set=["not_finite"]), PRICE_NOT_FINITE),
         tagged(gxe.ExpectColumnValuesToBeBetween(column=PRICE_VALUE, min_value=0), NEGATIVE_PRICE),
+        tagged(gxe.ExpectColumnValuesToBeBetween(column=PRICE_VALUE, max_value=limits.max_price), PRICE_ABOVE_MAX),
+        *_contract_expectations(tagged, limits),
     ])
+
+
+def _contract_expectations(tagged, limits: RawLimits) -> list:
+    """Types, sizes and characters of the id and text fields (``pipelines.columns``, the raw contract)."""
+    import great_expectations.expectations as gxe
+
+    found = []
+    for column in (*ID_COLUMNS, *TEXT_COLUMNS):
+        found.append(tagged(gxe.ExpectColumnValuesToBeInSet(column=f"{column}{JSON_TYPE_SUFFIX}",
+                                                            value_set=TEXT_TYPES), not_text_reason(column)))
+        found.append(tagged(gxe.ExpectColumnValueLengthsToBeBetween(column=column, max_value=limits.max_length(column)),
+                            too_long_reason(column)))
+    for column in NO_CONTROL_CHARACTER_COLUMNS:
+        found.append(tagged(gxe.ExpectColumnValuesToNotMatchRegex(column=column, regex=CONTROL_CHARACTERS),
+                            control_characters_reason(column)))
+    return found
 
 
 def run_raw_events_checkpoint(
     gx_project_dir: Path, frame: pd.DataFrame, ds: str, interval_start: datetime, interval_end: datetime,
+    limits: RawLimits | None = None,
 ) -> CheckpointOutcome:
     """Validate ``frame`` through the ``raw_events`` checkpoint, which also updates the Data Docs."""
     from great_expectations.core.run_identifier import RunIdentifier
 
     context = open_gx_context(gx_project_dir)
-    checkpoint = _register_checkpoint(context)
+    checkpoint = _register_checkpoint(context, limits or RawLimits())
     result = checkpoint.run(
         batch_parameters={"dataframe": frame},
         expectation_parameters={"interval_start": interval_start, "interval_end": interval_end},
@@ -123,7 +195,7 @@ def run_raw_events_checkpoint(
     return CheckpointOutcome(failing_rows=_failing_rows(suite_result, docs_path), data_docs_path=docs_path)
 
 
-def _register_checkpoint(context):
+def _register_checkpoint(context, limits: RawLimits):
     """Add what is missing; the suite and checkpoint are rewritten so the code stays their source."""
     import great_expectations as gx
     from great_expectations.checkpoint import UpdateDataDocsAction
@@ -136,7 +208,7 @@ def _register_checkpoint(context):
     asset = datasource.get_asset(ASSET_NAME)
     if BATCH_NAME not in {batch.name for batch in asset.batch_definitions}:
         asset.add_batch_definition_whole_dataframe(BATCH_NAME)
-    suite = context.suites.add_or_update(build_raw_events_suite())
+    suite = context.suites.add_or_update(build_raw_events_suite(limits))
     validation = context.validation_definitions.add_or_update(
         gx.ValidationDefinition(name=VALIDATION_NAME, data=asset.get_batch_definition(BATCH_NAME), suite=suite))
     return context.checkpoints.add_or_update(gx.Checkpoint(

@@ -34,8 +34,8 @@ def test_make_run_shows_each_task_and_ends_with_the_summary(tmp_path):
     for task in ("validate_raw_events", "build_features", "validate_features", "train_candidate[0]",
                  "evaluate_candidates", "promote_champion", "score_users", "write_run_report"):
         assert re.search(rf"\] {re.escape(task)} +success +\d+\.\d s", out), task
-    for task in ("build_features", "train_candidate[0]"):  # long enough to be seen running by a poll
-        assert re.search(rf"\] {re.escape(task)} +running", out), task
+    # Polled every 10 s: a two-minute run is seen with some task running (which ones depends on timing).
+    assert len(re.findall(r"\] \S+ +running$", out, flags=re.M)) >= 2
     assert out.index("validate_raw_events") < out.index("build_features") < out.index("score_users")
     print(out)  # shown when the test fails: what a person sees
     summary = out[out.index(f"Nightly run for {DS}"):]

@@ -68,7 +68,7 @@ def test_full_ranking_is_one_for_an_oracle_and_independent_of_batch_size():
     oracle = _oracle({1: 2, 2: 3, 3: 4}, width=6)
     for batch_size in (1, 2, 10):
         metrics = evaluate_full_ranking(oracle, inputs, targets, k=10, batch_size=batch_size)
-        assert metrics == {"hr_at_10": 1.0, "ndcg_at_10": 1.0, "mrr": 1.0}
+        assert metrics == {"hr_at_10": 1.0, "ndcg_at_10": 1.0, "mrr": 1.0, "non_finite_rows": 0}
 
 
 def test_sampled_negatives_never_include_the_users_items():
@@ -99,7 +99,7 @@ def test_evaluate_sampled_caps_users_and_ranks_an_oracle_first():
         return _oracle({i: i + 100 for i in range(1, users + 1)}, num_items + 1)(batch)
 
     metrics = evaluate_sampled(oracle, inputs, targets, histories, num_negatives=100, max_users=20, seed=3)
-    assert metrics == {"hr_at_10": 1.0, "ndcg_at_10": 1.0, "mrr": 1.0}
+    assert metrics == {"hr_at_10": 1.0, "ndcg_at_10": 1.0, "mrr": 1.0, "non_finite_rows": 0}
     assert sum(seen_rows) <= 20 + 1  # 20 users, plus one row to read the score width
 
 
@@ -159,3 +159,17 @@ def test_sampled_protocol_ranks_the_test_target_given_the_validation_item():
     metrics = evaluate_sampled(scorer, splits.inputs("test"), splits.test_targets, splits.history, seed=1)
     assert metrics["hr_at_10"] == 1.0  # possible only because the input ends with the validation item
     np.testing.assert_array_equal(seen[-1][:, -1], splits.valid_targets)
+
+
+def test_a_model_that_outputs_nan_ranks_last_and_is_counted():
+    """A NaN score once ranked 0 (NDCG inf); now it ranks last and the rows are reported."""
+    targets = np.array([1, 2, 3])
+    broken = lambda batch: np.full((len(batch["items"]), 5), np.nan, dtype=np.float32)  # noqa: E731
+    metrics = evaluate_full_ranking(broken, np.zeros((3, 2), np.int32), targets, k=2)
+    assert metrics == {"hr_at_2": 0.0, "ndcg_at_2": 0.0, "mrr": 0.25, "non_finite_rows": 3}
+    scores = np.array([[0.0, np.nan, 0.5, np.inf, -np.inf]])  # -inf: an item masked out on purpose
+    assert rank_targets(scores, np.array([2])).tolist() == [1]  # NaN and +inf behind, -inf behind
+    assert rank_targets(scores, np.array([1])).tolist() == [4]
+    histories = [[1], [2], [3]]
+    sampled = evaluate_sampled(broken, np.zeros((3, 2), np.int32), targets, histories, num_negatives=2, k=2)
+    assert sampled["non_finite_rows"] == 3 and sampled["ndcg_at_2"] == 0.0

@@ -6,6 +6,8 @@ learns anything ranks the next item near the top, a popularity baseline cannot (
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import numpy as np
 import pyarrow as pa
@@ -188,6 +190,18 @@ def test_one_epoch_reports_metrics_to_the_callback(name, chain_splits):
     assert [epoch for epoch, _ in seen] == [1] and result.epochs_run == 1
     assert {"train_loss", "val_ndcg_at_10", "val_hr_at_10", "epoch_seconds"} <= set(seen[0][1])
     assert np.isfinite(seen[0][1]["train_loss"]) and result.stopped_reason == "max_epochs"
+
+
+def test_a_non_finite_loss_stops_training_and_no_broken_epoch_is_restored(chain_splits):
+    """An infinite learning rate turns the weights to inf/NaN within the first epoch."""
+    seen = []
+    config = dataclasses.replace(FAST, epochs=3, learning_rate=float("inf"))
+    result = train_model("sasrec", NUM_ITEMS, SMALL_PARAMS["sasrec"], config, chain_splits,
+                         on_epoch_end=lambda epoch, metrics: seen.append(metrics))
+    assert result.stopped_reason == "non_finite_loss" and result.epochs_run == 1 and result.best_epoch == 0
+    assert not np.isfinite(seen[0]["train_loss"])
+    assert all(np.isfinite(weights).all() for weights in result.model.get_weights())  # the initial ones
+    assert np.isfinite(score_items(result.model, chain_splits.inputs("test"), 128)[:, 1:]).all()
 
 
 @pytest.mark.parametrize(

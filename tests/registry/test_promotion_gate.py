@@ -125,3 +125,21 @@ def test_missing_evidence_fails_closed(fresh):
         assert "no features data-check record" in promote(config, strong, mode="force", reason="x")["verdict"]
     finally:
         (config.layout.var_dir / "features.json").rename(config.layout.check_record(DS, lake.FEATURES_CHECK))
+
+
+def test_nan_metrics_or_nan_scores_are_refused_even_when_forced_and_the_champion_stays(fresh):
+    from pipelines.registry.gate import promote_champion, promotion_control
+
+    config, weak, strong = fresh
+    promote(config, weak, mode="force", reason="bootstrap", who="ada")
+    evaluation = evaluate(config, strong)
+    for test, says in (({**strong["test"], "ndcg_at_10": float("nan")}, "ndcg_at_10 is nan"),
+                       ({**strong["test"], "non_finite_rows": 5}, "NaN or infinite values for 5 users"),
+                       ({**strong["test"], "ndcg_at_10": float("inf")}, "ndcg_at_10 is inf")):
+        broken = {**evaluation, "candidates": [dict(strong, test=test)]}
+        decision = promote_champion(config, DS, broken, promotion_control("force", "ship it anyway", "bob"))
+        assert not decision["promoted"] and says in decision["verdict"], decision["verdict"]
+        assert champion_version(config) == weak["version"]
+        assert says in version_tags(config, strong["version"])["pipeline.gate"]
+    unsound = {**evaluation, "candidates": [dict(strong, stopped_reason="non_finite_loss", best_epoch=0)]}
+    assert "no sound epoch" in promote_champion(config, DS, unsound)["verdict"]

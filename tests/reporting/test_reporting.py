@@ -19,7 +19,7 @@ from pipelines.reporting.report import write_run_report
 from pipelines.reporting.summary import format_run_summary
 from tests.trained_registry import DS, N_ITEMS, write_features
 
-RAW = {"ds": DS, "success": True, "rows_in": 120, "rows_accepted": 118, "rows_quarantined": 2,
+RAW = {"ds": DS, "success": True, "rows_in": 120, "rows_accepted": 118, "rows_quarantined": 2, "blank_lines": 4,
        "reasons": {"malformed_json": 2}, "failures": [], "warnings": ["volume [warn]: events observed 118"]}
 TEST = {"hr_at_10": 0.5, "ndcg_at_10": 0.3}
 
@@ -59,7 +59,7 @@ def test_a_day_that_went_through_is_one_record_for_the_summary_and_the_report(co
     assert record["recommendations"]["rows"] == 3 and record["recommendations"]["users"] == 2
     assert record["recommendations"]["recommended_items"] == 3 and record["audiences"] == {"sale": 1, "spring": 2}
     text = format_run_summary(record)
-    assert "events in       120   accepted 118   quarantined 2 (malformed_json 2)" in text
+    assert "events in       120   accepted 118   quarantined 2 (malformed_json 2)   blank lines 4" in text
     assert "Recommendations: 3 rows for 2 users, by model version 3" in text
     assert "Audiences: 2 campaigns, sale 1, spring 2 users" in text and "DAG run (total)" in text
     assert "Gate: promoted sasrec version 3" in text and "warn: volume [warn]" in text

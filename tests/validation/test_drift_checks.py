@@ -107,3 +107,10 @@ def test_new_users_and_unknown_items_are_shares_of_the_day(tmp_path):
     assert profile["rows"] == 10 and profile["new_user_share"] == 0.9
     assert profile["unknown_item_share"] == pytest.approx(7 / 9, abs=1e-6)  # item events only
     assert profile["event_type_shares"]["product_view"] == 0.6
+
+
+def test_non_finite_prices_are_left_out_of_the_profile_and_counted():
+    events = pd.DataFrame(_events(4, DS)).reindex(columns=list(C.RAW_COLUMNS))
+    events[C.PRICE] = [10.0, float("inf"), float("-inf"), 20.0]
+    profile = day_profile(drift_frame(events, set(), set()))
+    assert profile["price_mean"] == 15.0 and profile["non_finite_prices"] == 2

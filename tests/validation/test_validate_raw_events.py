@@ -216,3 +216,48 @@ def test_naive_interval_is_refused(tmp_path):
     with pytest.raises(ValueError, match="interval_start=.*naive"):
         validate_raw_events(partition_path(tmp_path / "raw", DS), DS, START.replace(tzinfo=None), END,
                             tmp_path / "v", tmp_path / "q", tmp_path / "gx", 0.1)
+
+
+def _land_bytes(root: Path, lines: list[bytes], prefix: bytes = b"") -> Path:
+    partition = partition_path(root / "raw", DS)
+    partition.mkdir(parents=True, exist_ok=True)
+    (partition / "events-00000.jsonl").write_bytes(prefix + b"\n".join(lines) + b"\n")
+    return partition
+
+
+def test_the_contract_refuses_each_hostile_line_with_its_reason_and_loses_no_good_row(tmp_path):
+    from tests.validation.hostile import CORPUS
+
+    _land_bytes(tmp_path, [raw for _, raw, _ in CORPUS])
+    result = _validate(tmp_path)
+    by_line = {row[SOURCE_LINE]: row[QUARANTINE_REASON] for row in _quarantine(tmp_path)}
+    for number, (name, _, reason) in enumerate(CORPUS, start=1):
+        got = by_line.get(number)
+        assert (reason is None and got is None) or (reason is not None and reason in (got or "").split(";")), \
+            f"line {number} ({name}): expected {reason}, got {got}"
+    accepted = _validated(tmp_path).to_pylist()
+    assert len(accepted) == sum(reason is None for _, _, reason in CORPUS) == result.rows_accepted
+    assert {row["user_id"] for row in accepted} >= {"1234567890123", "ünïcode-Ω"}  # integers as decimal text
+    assert all(0 <= row[PRICE] <= 1_000_000 for row in accepted if row[PRICE] is not None)
+    assert result.rows_in == len(CORPUS) == result.rows_accepted + result.rows_quarantined
+
+
+def test_a_byte_order_mark_is_stripped_and_blank_lines_are_counted(tmp_path):
+    partition = _land_bytes(tmp_path, [json.dumps(_event(1)).encode(), b"", b"   ", json.dumps(_event(2)).encode(),
+                                       b"\r"], prefix=b"\xef\xbb\xbf")
+    result = _validate(tmp_path, max_failure_rate=0.0)
+    assert (result.rows_accepted, result.rows_quarantined, result.blank_lines) == (2, 0, 3)
+    lines = (partition / "events-00000.jsonl").read_bytes().count(b"\n")
+    assert lines == result.rows_in + result.blank_lines
+
+
+def test_sizes_come_from_the_config(tmp_path):
+    from pipelines.validation.raw_events_suite import RawLimits
+
+    _land(tmp_path, [_event(1, user_id="u" * 20), _event(2, price=50.0)])
+    result = validate_raw_events(
+        raw_partition=partition_path(tmp_path / "raw", DS), ds=DS, interval_start=START, interval_end=END,
+        validated_partition=partition_path(tmp_path / "validated", DS),
+        quarantine_partition=partition_path(tmp_path / "quarantine", DS), gx_project_dir=tmp_path / "gx",
+        max_failure_rate=1.0, limits=RawLimits(max_id_length=10, max_price=20.0))
+    assert result.reasons == {"user_id_too_long": 1, "price_above_max": 1}
