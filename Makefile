@@ -12,7 +12,7 @@ DS ?= $(shell date -u -d yesterday +%F)
 PYTEST_ARGS ?=
 MLFLOW_PORT ?= 5000
 
-.PHONY: help setup run test test-fast lint airflow-ui mlflow-ui land-demo clean check-java
+.PHONY: help setup run test test-faults test-fast lint airflow-ui mlflow-ui land-demo clean check-java
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-20s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -40,11 +40,14 @@ run: setup ## Land the demo clickstream, run the nightly DAG for DS end to end (
 land-demo: setup ## Only land the demo clickstream (raw/events) ending at DS
 	$(PY) -m pipelines land-demo --ds $(DS)
 
-test: setup ## Run the whole suite (unit, spark and e2e tiers; gpu tests skip without a GPU)
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+test: setup ## Run the suite (unit, property, spark and e2e tiers; gpu tests skip without a GPU)
+	$(VENV)/bin/pytest -m "not faults" $(PYTEST_ARGS)
+
+test-faults: setup ## The fault suite: every writing stage killed mid-write, broken inputs, two runs at once
+	$(VENV)/bin/pytest -m faults $(PYTEST_ARGS)
 
 test-fast: setup ## Run only the fast tier (no Spark, no DAG runs)
-	$(VENV)/bin/pytest -m "not spark and not e2e and not gpu" $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m "not spark and not e2e and not gpu and not faults" $(PYTEST_ARGS)
 
 lint: setup ## Lint with ruff (including Airflow's AIR rules)
 	$(VENV)/bin/ruff check .
@@ -71,7 +74,7 @@ report: setup ## (Re)write the run report of DS (var/reports/run-DS.html and .md
 MAPPING ?=
 INPUT ?=
 BENCH_ARGS ?=
-.PHONY: import run-imported spark-cluster spark-cluster-stop bench-features
+.PHONY: import run-imported spark-cluster spark-cluster-stop bench-features bench-validation
 
 import: setup ## Land an export in the raw zone by day: make import MAPPING=conf/mappings/rees46.yaml INPUT=events.csv
 	@test -n "$(MAPPING)" -a -n "$(INPUT)" || { echo "usage: make import MAPPING=conf/mappings/<name>.yaml INPUT=<export file>" >&2; exit 2; }
@@ -88,6 +91,8 @@ spark-cluster-stop: ## Stop exactly the master and worker that make spark-cluste
 
 bench-features: setup ## Spark job vs DuckDB SQL on 1M and 10M events, full and as a scheduled night (BENCH_ARGS: --with-50m, --no-nightly)
 	$(PY) -m benchmarks.features.run $(BENCH_ARGS)
+bench-validation: setup ## validate_raw_events with and without the raw contract on one 1M-event day (BENCH_ARGS: --events N)
+	$(PY) -m benchmarks.validation.run $(BENCH_ARGS)
 # --- end of the clickstream/cluster/benchmark block ------------------------------------------------
 
 clean: ## Remove var/ (lake, Airflow and MLflow state); keeps the virtualenv

@@ -29,6 +29,7 @@ from pyspark.sql import SparkSession  # noqa: E402
 from pipelines.config import ConfigError, load_config  # noqa: E402
 from pipelines.dates import DateError, parse_ds  # noqa: E402
 from pipelines.features import job  # noqa: E402
+from pipelines.io import PartitionBusy  # noqa: E402
 from pipelines.lake import partition_path  # noqa: E402
 
 # The HMAC pads are 64-byte literals (128 hex digits) in the plan: keep them out of logs and the UI.
@@ -80,6 +81,8 @@ def main(argv: list[str] | None = None) -> dict:
     )
     try:
         stats = job.run(spark, plan, key)
+    except PartitionBusy as err:
+        raise job.FeatureJobError(f"build_features: {err}") from None
     finally:
         if owns_session:
             spark.stop()

@@ -30,7 +30,7 @@ from pipelines.config import PipelineConfig
 from pipelines.dates import window_bounds
 from pipelines.features import clean_events, vocab, window_outputs
 from pipelines.features.cleaning import IS_BOT, LANDED_DT
-from pipelines.io import publish_partition, staging_path_for, write_json_atomic
+from pipelines.io import partition_lock, publish_partition, staging_path_for, write_json_atomic
 from pipelines.lake import partition_path, read_record
 
 VOLUME_ALERT_FACTOR = 10  # a day with this many times the window's median volume is flagged in the stats
@@ -88,14 +88,15 @@ def run(spark: SparkSession, job: JobRun, key: bytes) -> dict[str, Any]:
     """Build and publish ``features/dt=<ds>`` atomically; returns the stats written to ``_stats.json``."""
     check_today(job)
     target = partition_path(job.features_root, job.ds)
-    staging = staging_path_for(target)
-    try:
-        stats = _build(spark, job, key, staging)
-        write_json_atomic(staging / lake.FEATURE_STATS, stats)
-        publish_partition(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    with partition_lock(target):  # one run of a day at a time; recovers what a killed run left
+        staging = staging_path_for(target)
+        try:
+            stats = _build(spark, job, key, staging)
+            write_json_atomic(staging / lake.FEATURE_STATS, stats)
+            publish_partition(staging, target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
     return stats
 
 

@@ -52,7 +52,32 @@ def load_feature_partition(features_root: Path, ds: str) -> FeaturePartition:
         raise FeaturesMissingError(
             f"{path}: no features for {ds} (missing {lake.FEATURE_STATS}); run the build_features task "
             f"for this date first (or the whole DAG: make run DS={ds})")
-    sequences = pq.read_table(path / lake.SEQUENCES).sort_by(C.USER_KEY)
-    vocab = pq.read_table(path / lake.ITEM_VOCAB).sort_by(C.ITEM_IDX)
-    return FeaturePartition(ds=ds, path=path, sequences=sequences, vocab=vocab,
-                            stats=json.loads(stats_file.read_text()))
+    sequences = _read(path / lake.SEQUENCES, ds).sort_by(C.USER_KEY)
+    vocab = _read(path / lake.ITEM_VOCAB, ds).sort_by(C.ITEM_IDX)
+    stats = json.loads(stats_file.read_text())
+    for table, name in ((sequences, lake.SEQUENCES), (vocab, lake.ITEM_VOCAB)):
+        expected = stats.get("users_with_sequences" if name == lake.SEQUENCES else "items")
+        if expected is not None and table.num_rows != expected:
+            raise FeaturesMissingError(
+                f"{path / name}: {table.num_rows} rows but {stats_file.name} recorded {expected}; the partition is "
+                f"damaged (never read short). Rerun the build_features task for {ds}")
+    return FeaturePartition(ds=ds, path=path, sequences=sequences, vocab=vocab, stats=stats)
+
+
+def _read(folder: Path, ds: str) -> pa.Table:
+    """A table of the partition, or an error that names the file that cannot be read."""
+    try:
+        return pq.read_table(folder)
+    except (pa.ArrowInvalid, OSError) as err:
+        broken = next((f for f in sorted(folder.glob("*.parquet")) if not _readable(f)), folder)
+        raise FeaturesMissingError(
+            f"{broken}: cannot be read ({str(err).splitlines()[0][:200]}); the feature partition of {ds} is "
+            f"damaged. Rerun the build_features task for {ds} (or the whole DAG: make run DS={ds})") from None
+
+
+def _readable(file: Path) -> bool:
+    try:
+        pq.ParquetFile(file).metadata  # noqa: B018 - reading the footer is the check
+    except (pa.ArrowInvalid, OSError):
+        return False
+    return True

@@ -20,6 +20,7 @@ from pipelines.registry.store import configure_mlflow
 
 log = logging.getLogger(__name__)
 PROMOTE, FORCE, ROLLBACK = "promote", "force", "rollback"
+_MOVE_KEYS = ("action", "ds", "version", "previous_version", "run_id")
 APPROVALS = (PROMOTE, FORCE)
 
 
@@ -39,10 +40,17 @@ def read_history(config: PipelineConfig) -> list[dict[str, Any]]:
 
 
 def append_history(config: PipelineConfig, entry: dict[str, Any]) -> dict[str, Any]:
-    """Add one move of the alias; the file is rewritten through a rename, so readers never see half a line."""
+    """Add one move of the alias; the file is rewritten through a rename, so readers never see half a line.
+
+    The same move as the last entry (a rerun after a crash between the entry and the alias) is not
+    added twice: that entry is returned.
+    """
     path = config.layout.champion_history
+    history = read_history(config)
+    if history and all(history[-1].get(key) == entry.get(key) for key in _MOVE_KEYS):
+        return history[-1]
     entry = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **entry}
-    lines = [json.dumps(e, sort_keys=True) for e in [*read_history(config), entry]]
+    lines = [json.dumps(e, sort_keys=True) for e in [*history, entry]]
     write_text_atomic(path, "\n".join(lines) + "\n")
     write_json_atomic(path.with_suffix(".latest.json"), entry)
     return entry
@@ -50,19 +58,23 @@ def append_history(config: PipelineConfig, entry: dict[str, Any]) -> dict[str, A
 
 def move_champion(config: PipelineConfig, version: str, *, action: str, ds: str | None, who: str, reason: str,
                   run_id: str | None, previous: str | None) -> dict[str, Any]:
-    """Point the champion alias at ``version``, tag the version and record the move in the history."""
+    """Record the move in the history, then point the champion alias at ``version`` and tag the version.
+
+    The history entry comes first, so no move of the alias is ever unrecorded; a process killed
+    between the two is completed by its rerun (the entry is not repeated, see ``append_history``).
+    """
     from mlflow import MlflowClient
 
     client, promotion = MlflowClient(), config.promotion
     model = client.get_model_version(promotion.registered_model, version)
+    entry = append_history(config, {"action": action, "ds": ds, "version": str(version),
+                                    "model": model.tags.get("pipeline.model"), "previous_version": previous,
+                                    "who": who, "reason": reason, "run_id": run_id})
     client.set_registered_model_alias(promotion.registered_model, promotion.champion_alias, version)
     if action in APPROVALS:
         client.set_model_version_tag(promotion.registered_model, version, "pipeline.promoted_ds", ds or "-")
     client.set_model_version_tag(promotion.registered_model, version, "pipeline.champion_event",
                                  f"{action} ({ds or 'manual'}) by {who}: {reason}"[:5000])
-    entry = append_history(config, {"action": action, "ds": ds, "version": str(version),
-                                    "model": model.tags.get("pipeline.model"), "previous_version": previous,
-                                    "who": who, "reason": reason, "run_id": run_id})
     log.warning("champion of %s: version %s -> %s (%s by %s: %s)", promotion.registered_model, previous, version,
                 action, who, reason)
     return entry
@@ -89,12 +101,16 @@ def rollback_champion(config: PipelineConfig, reason: str, who: str, run_id: str
     if not reason or not reason.strip():
         raise RegistryError("rollback: give a reason (make rollback REASON='...'); it is kept in the history")
     history = read_history(config)
-    done = next((e for e in history if run_id and e.get("run_id") == run_id and e["action"] == ROLLBACK), None)
-    if done is not None:  # a retried task: the rollback of this run already happened
-        return {**done, "rolled_back": False, "note": f"already rolled back by run {run_id}"}
     configure_mlflow(config)
     champion = current_champion(config)
     current = str(champion.version) if champion else None
+    done = next((e for e in history if run_id and e.get("run_id") == run_id and e["action"] == ROLLBACK), None)
+    if done is not None and done["version"] == current:  # a retried task: this run's rollback happened
+        return {**done, "rolled_back": False, "note": f"already rolled back by run {run_id}"}
+    if done is not None:  # killed between its history entry and the alias: finish that move
+        entry = move_champion(config, done["version"], action=ROLLBACK, ds=None, who=done["who"],
+                              reason=done["reason"], run_id=run_id, previous=done["previous_version"])
+        return {**entry, "rolled_back": True}
     target = str(to_version) if to_version else previous_approved(history, current)
     approved = {e["version"] for e in history if e["action"] in APPROVALS}
     if target is None:

@@ -38,3 +38,25 @@ def find_finished_run(experiment_id: str, tags: dict[str, str]):
     runs = mlflow.search_runs([experiment_id], filter_string=f"{query} and attributes.status = 'FINISHED'",
                               order_by=["attributes.start_time DESC"], max_results=1, output_format="list")
     return runs[0] if runs else None
+
+
+def close_crashed_runs(experiment_id: str, tags: dict[str, str]) -> list[str]:
+    """Mark FAILED the RUNNING runs carrying ``tags``: attempts whose process was killed before they ended.
+
+    Called before a fresh attempt of the same work, so the UI never shows a dead run as running; the
+    caller makes sure no live attempt exists (the DAG runs one training task per model and day).
+    """
+    import mlflow
+    from mlflow import MlflowClient
+
+    query = " and ".join(f"tags.{key} = '{value}'" for key, value in sorted(tags.items()))
+    runs = mlflow.search_runs([experiment_id], filter_string=f"{query} and attributes.status = 'RUNNING'",
+                              output_format="list")
+    client = MlflowClient()
+    for run in runs:
+        client.set_tag(run.info.run_id, "pipeline.crashed", "killed before it ended; a later attempt replaced it")
+        client.set_terminated(run.info.run_id, status="FAILED")
+        for version in client.search_model_versions(f"run_id = '{run.info.run_id}'"):  # registered, then killed
+            client.set_model_version_tag(version.name, version.version, "pipeline.gate",
+                                         "crashed attempt: never a candidate (its run was killed before it ended)")
+    return [run.info.run_id for run in runs]

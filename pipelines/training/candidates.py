@@ -17,7 +17,7 @@ from pipelines.config import PipelineConfig
 from pipelines.features.store import load_feature_partition
 from pipelines.io import write_json_atomic
 from pipelines.registry.lineage import digest, lineage_tags, training_dataset
-from pipelines.registry.store import configure_mlflow, find_finished_run
+from pipelines.registry.store import close_crashed_runs, configure_mlflow, find_finished_run
 from pipelines.training.splits import build_day_splits
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,9 @@ def train_candidate(config: PipelineConfig, ds: str, model_name: str) -> dict[st
                  model_name, ds, previous.info.run_id)
         candidate = json.loads(previous.data.tags["pipeline.candidate"])
     else:
+        for run_id in close_crashed_runs(experiment_id, identity):
+            log.warning("%s for %s: run %s was killed before it ended; marked FAILED, training again",
+                        model_name, ds, run_id)
         candidate = _train_and_log(config, features, model_name, params, train_settings, identity)
     write_json_atomic(config.layout.candidate_record(ds, model_name), candidate)
     return candidate
