@@ -159,6 +159,9 @@ class PromotionConfig(_Section):
     min_lift_over_popularity: float = Field(ge=0.0, le=1.0)
     champion_tolerance: float = Field(ge=0.0)
     challenger_alias: str
+    min_test_users: int = Field(ge=1)
+    bootstrap_resamples: int = Field(ge=100)
+    confidence: float = Field(gt=0.5, lt=1.0)
 
 
 class ScoringConfig(_Section):

@@ -93,14 +93,51 @@ def evaluate_full_ranking(
     batch_size: int = 1024,
 ) -> dict[str, float]:
     """HR@k, NDCG@k and MRR of the targets ranked against every item, batch by batch (and non_finite_rows)."""
+    ranks, non_finite = full_ranking_ranks(score_fn, inputs, targets, batch_size)
+    return {**metrics_from_ranks(ranks, k), "non_finite_rows": non_finite}
+
+
+def full_ranking_ranks(score_fn: ScoreFn, inputs, targets: np.ndarray, batch_size: int = 1024
+                       ) -> tuple[np.ndarray, int]:
+    """(int64[n] rank of each target against every item, rows of scores that were not finite)."""
     targets, inputs = np.asarray(targets), as_input_dict(inputs)
     ranks, non_finite = [], 0
     for part, batch in _batches(inputs, batch_size):
         scores = np.asarray(score_fn(batch))
         non_finite += not_finite_rows(scores)
         ranks.append(rank_targets(scores, targets[part]))
-    metrics = metrics_from_ranks(np.concatenate(ranks) if ranks else np.array([]), k)
-    return {**metrics, "non_finite_rows": non_finite}
+    return (np.concatenate(ranks) if ranks else np.array([], np.int64)), non_finite
+
+
+def ndcg_gains(ranks: np.ndarray, k: int = 10) -> np.ndarray:
+    """float64[n] each target's NDCG@k (1 / log2(rank + 1) inside the top k, else 0): ``ndcg_at_k`` is their mean."""
+    ranks = np.asarray(ranks, dtype=np.float64)
+    return np.where(ranks <= k, 1.0 / np.log2(ranks + 1.0), 0.0)
+
+
+def bootstrap_lift(candidate: np.ndarray, baseline: np.ndarray, resamples: int = 1000, confidence: float = 0.95,
+                   seed: int = 0) -> dict[str, float]:
+    """Paired bootstrap over users of the candidate's lift over a baseline, per-user gains side by side.
+
+    Returns the relative lift (mean ratio - 1) and the absolute difference of the means, each with the
+    ``confidence`` percentile interval of ``resamples`` resamples of the users (with replacement).
+    """
+    candidate, baseline = np.asarray(candidate, np.float64), np.asarray(baseline, np.float64)
+    if candidate.shape != baseline.shape or candidate.size == 0:
+        raise ValueError(f"bootstrap_lift: {candidate.shape} vs {baseline.shape}: the same users, at least one")
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, candidate.size, size=(resamples, candidate.size))  # [resamples, users]
+    cand, base = candidate[picks].mean(axis=1), baseline[picks].mean(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        relative = np.where(base > 0, cand / base - 1.0, np.where(cand > 0, np.inf, 0.0))
+    tail = (1.0 - confidence) / 2 * 100
+    point = candidate.mean() / baseline.mean() - 1.0 if baseline.mean() > 0 else (np.inf if candidate.mean() else 0.0)
+    return {"relative": float(point), "relative_low": float(np.percentile(relative, tail)),
+            "relative_high": float(np.percentile(relative, 100 - tail)),
+            "difference": float(candidate.mean() - baseline.mean()),
+            "difference_low": float(np.percentile(cand - base, tail)),
+            "difference_high": float(np.percentile(cand - base, 100 - tail)),
+            "users": int(candidate.size), "resamples": int(resamples), "confidence": float(confidence)}
 
 
 def sample_negatives_excluding(

@@ -31,6 +31,7 @@ from pipelines.registry.champion import (
     current_user,
     load_registered_model,
     move_champion,
+    read_history,
     set_challenger,
 )
 from pipelines.registry.store import configure_mlflow
@@ -74,6 +75,10 @@ def promote_champion(config: PipelineConfig, ds: str, evaluation: dict[str, Any]
     blocking = _check_data(config, ds) + not_finite + _check_candidate(config, best)
     gate = [] if not_finite else _check_metrics(config, best, evaluation)  # MLflow raises on NaN
     decision["gate_reasons"] = gate
+    champion_record = evaluation.get("champion") or {}
+    if champion_record.get("not_comparable"):
+        decision["notes"] = [f"champion v{champion_record['version']} not compared: "
+                             f"{champion_record['not_comparable']}"]
     if blocking or (gate and control["mode"] != "force"):
         decision = _keep(decision, champion, blocking + gate, blocking)
     elif control["mode"] == "forbid":
@@ -81,8 +86,12 @@ def promote_champion(config: PipelineConfig, ds: str, evaluation: dict[str, Any]
         decision["verdict"] = f"forbidden: {control['reason']} (by {control['who']}); the gate said " + (
             "; ".join(gate) if gate else "promote")
     elif champion is not None and str(champion.version) == str(best["version"]):
-        decision.update(champion_version=str(champion.version), reasons=[],
-                        verdict=f"unchanged: version {champion.version} is already champion")
+        moved = _move_of_this_run(config, decision, best, control)
+        if moved is not None:  # a rerun after a crash past the move: the decision is the move's, again
+            decision = _promoted(decision, best, control, gate, moved)
+        else:
+            decision.update(champion_version=str(champion.version), reasons=[],
+                            verdict=f"unchanged: version {champion.version} is already champion")
     else:
         decision = _promote(config, decision, best, control, gate)
     _record(config, evaluation, best, decision)
@@ -113,12 +122,31 @@ def _promote(config, decision, best, control, gate) -> dict[str, Any]:
                               previous=decision["previous_champion_version"])
     except Exception as err:  # noqa: BLE001 - a half-done move is reported, the old champion stays
         return _keep(decision, None, [f"could not move the alias to version {best['version']} ({_short(err)})"], [])
+    return _promoted(decision, best, control, gate, entry)
+
+
+def _promoted(decision, best, control, gate, entry) -> dict[str, Any]:
     verdict = f"promoted {best['model']} version {best['version']}"
-    if action == FORCE:
+    if entry["action"] == FORCE:
         verdict = f"forced: {verdict} by {control['who']} ({control['reason']}); the gate said " + (
             "; ".join(gate) if gate else "promote")
     return {**decision, "promoted": True, "champion_version": str(best["version"]), "reasons": [],
-            "verdict": verdict, "history_entry": entry}
+            "verdict": verdict, "history_entry": entry, "previous_champion_version": entry.get("previous_version")}
+
+
+def _move_of_this_run(config: PipelineConfig, decision, best, control) -> dict[str, Any] | None:
+    """The history entry of this run (same day, same Airflow run id) moving the alias to ``best``.
+
+    A retried task whose first try moved the alias and was killed before it wrote its decision gets
+    the same decision again. Without a run id (a call from the shell) a rerun is a new decision.
+    """
+    if not control.get("run_id"):
+        return None
+    history = read_history(config)
+    last = history[-1] if history else {}
+    wanted = {"action": FORCE if control["mode"] == "force" else PROMOTE, "ds": decision["ds"],
+              "version": str(best["version"]), "run_id": control.get("run_id")}
+    return last if all(last.get(key) == value for key, value in wanted.items()) else None
 
 
 def _check_data(config: PipelineConfig, ds: str) -> list[str]:
@@ -194,7 +222,8 @@ def _check_metrics(config: PipelineConfig, best: dict[str, Any], evaluation: dic
     if champion and "error" in champion:
         return [f"champion version {champion['version']} could not be re-scored ({champion['error']}); "
                 "keeping it (fail closed)"]
-    if champion:
+    comparable = champion and "test" in champion  # one of another vocabulary counts as absent
+    if comparable:
         floor = champion["test"][metric] - config.promotion.champion_tolerance
         gates.append((f"champion v{champion['version']}",
                       {metric: MetricThreshold(threshold=floor, greater_is_better=True)}, None))
@@ -204,7 +233,37 @@ def _check_metrics(config: PipelineConfig, best: dict[str, Any], evaluation: dic
             mlflow.validate_evaluation_results(thresholds, candidate, baseline)
         except ModelValidationFailedException as err:
             reasons.append(f"against {name}: {str(err.message).strip()}")
+    return reasons + _check_evidence(config, best, evaluation, champion if comparable else None)
+
+
+def _check_evidence(config: PipelineConfig, best: dict[str, Any], evaluation: dict[str, Any],
+                    champion: dict[str, Any] | None) -> list[str]:
+    """Enough test users, and lifts whose confidence intervals clear the margins at their lower bounds."""
+    promotion, reasons = config.promotion, []
+    users = evaluation.get("num_test_users", 0)
+    if users < promotion.min_test_users:
+        reasons.append(f"only {users} test users, fewer than promotion.min_test_users={promotion.min_test_users}: "
+                       "too little evidence to promote on (a few hits decide such a comparison)")
+    evidence = best.get("evidence") or {}
+    if "error" in evidence or "popularity" not in evidence:
+        return [*reasons, f"no confidence interval of the lift ({evidence.get('error', 'not evaluated')}); "
+                          "fail closed"]
+    lift, margin = evidence["popularity"], promotion.min_lift_over_popularity
+    if lift["relative_low"] < margin or (margin == 0 and lift["relative_low"] <= 0):
+        reasons.append(f"lift over popularity {_pct(lift['relative'])} ({lift['confidence']:.0%} interval "
+                       f"{_pct(lift['relative_low'])} .. {_pct(lift['relative_high'])} over {lift['users']} users) "
+                       f"does not clear min_lift_over_popularity={margin:.0%} at its lower bound")
+    versus = evidence.get("champion")
+    if champion is not None and versus and versus["difference_low"] < -promotion.champion_tolerance:
+        reasons.append(f"against champion v{champion['version']}: NDCG difference {versus['difference']:+.4f} "
+                       f"({versus['confidence']:.0%} interval {versus['difference_low']:+.4f} .. "
+                       f"{versus['difference_high']:+.4f}) is not above -champion_tolerance="
+                       f"{-promotion.champion_tolerance:.4f} at its lower bound")
     return reasons
+
+
+def _pct(value: float) -> str:
+    return f"{value:+.1%}" if math.isfinite(value) else "+inf"
 
 
 def _record(config: PipelineConfig, evaluation: dict[str, Any], best: dict[str, Any],

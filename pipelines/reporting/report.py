@@ -19,6 +19,7 @@ from pipelines.config import PipelineConfig
 from pipelines.io import write_text_atomic
 from pipelines.reporting.charts import bar_chart, line_chart, to_svg
 from pipelines.reporting.record import collect_run_record
+from pipelines.reporting.summary import lift_interval
 from pipelines.scoring.recommendations import POPULARITY_FALLBACK
 from pipelines.validation.checks import describe
 
@@ -60,22 +61,25 @@ def build_sections(report: dict[str, Any]) -> list[tuple[str, list[str], list[li
     evaluation = report["evaluation"]
     if evaluation:
         k = evaluation["k"]
-        rows = [["popularity", "-", *_metrics(evaluation["popularity"], k), "-"]]
-        rows += [[c["model"], c["version"], *_metrics(c["test"], k), f"{c.get('epochs_run')} ({c.get('stopped_reason')})"]
-                 for c in evaluation["candidates"]]
+        rows = [["popularity", "-", *_metrics(evaluation["popularity"], k), "-", ""]]
+        rows += [[c["model"], c["version"], *_metrics(c["test"], k), f"{c.get('epochs_run')} ({c.get('stopped_reason')})",
+                  lift_interval(c)] for c in evaluation["candidates"]]
         champion = evaluation.get("champion") or {}
         if champion:
-            rows.append([f"champion ({champion.get('model')})", champion["version"],
-                         *(_metrics(champion["test"], k) if "test" in champion else ["error", champion.get("error", "")]),
-                         "re-scored today"])
+            measured = _metrics(champion["test"], k) if "test" in champion else [
+                "not compared" if champion.get("not_comparable") else "error",
+                champion.get("not_comparable") or champion.get("error", "")]
+            rows.append([f"champion ({champion.get('model')})", champion["version"], *measured, "re-scored today", ""])
         sections.append((f"Models (test split, {evaluation['num_test_users']} users)",
-                         ["model", "version", f"HR@{k}", f"NDCG@{k}", "epochs"], rows))
+                         ["model", "version", f"HR@{k}", f"NDCG@{k}", "epochs", "lift over popularity (interval)"],
+                         rows))
     decision = report["decision"]
     if decision:
         control = decision.get("control", {})
         rows = [["verdict", decision.get("verdict", "")], ["champion version", str(decision.get("champion_version"))],
                 ["mode", f"{control.get('mode', 'auto')} by {control.get('who', '?')} {control.get('reason', '')}"]]
         rows += [["reason", reason] for reason in decision.get("reasons", [])]
+        rows += [["note", note] for note in decision.get("notes", [])]
         rows += [["gate said", reason] for reason in decision.get("gate_reasons", []) if reason not in
                  decision.get("reasons", [])]
         sections.append(("Promotion gate", ["", ""], rows))

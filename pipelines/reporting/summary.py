@@ -45,16 +45,31 @@ def _metric_lines(evaluation: dict[str, Any]) -> list[str]:
     if not evaluation:
         return ["Models: no evaluation recorded (the run stopped earlier; see the task log)"]
     k = evaluation["k"]
-    rows = [("popularity", "-", evaluation["popularity"])]
-    rows += [(c["model"], c["version"], c["test"]) for c in evaluation["candidates"]]
+    rows = [("popularity", "-", evaluation["popularity"], "")]
+    rows += [(c["model"], c["version"], c["test"], lift_interval(c)) for c in evaluation["candidates"]]
     champion = evaluation.get("champion")
     if champion and "test" in champion:
-        rows.append((f"champion ({champion.get('model')})", champion["version"], champion["test"]))
+        rows.append((f"champion ({champion.get('model')})", champion["version"], champion["test"], ""))
     lines = [f"Models (test split, ranking all items, {evaluation['num_test_users']} users)",
-             f"  {'model':<22} {'version':>7} {f'HR@{k}':>8} {f'NDCG@{k}':>8}"]
-    for name, version, test in rows:
-        lines.append(f"  {name:<22} {version:>7} {test[f'hr_at_{k}']:8.4f} {test[f'ndcg_at_{k}']:8.4f}")
+             f"  {'model':<22} {'version':>7} {f'HR@{k}':>8} {f'NDCG@{k}':>8}   lift over popularity (interval)"]
+    for name, version, test, lift in rows:
+        lines.append(f"  {name:<22} {version:>7} {test[f'hr_at_{k}']:8.4f} {test[f'ndcg_at_{k}']:8.4f}   {lift}".rstrip())
+    if champion and champion.get("not_comparable"):
+        lines.append(f"  champion v{champion['version']} not compared: {champion['not_comparable']}")
     return lines
+
+
+def lift_interval(candidate: dict[str, Any]) -> str:
+    """``+12.3% (95%: +4.1% .. +20.2%)`` from the candidate's bootstrap evidence ('' without it)."""
+    lift = (candidate.get("evidence") or {}).get("popularity")
+    if not lift:
+        return ""
+    return f"{_pct(lift['relative'])} ({lift['confidence']:.0%}: {_pct(lift['relative_low'])} .. " \
+           f"{_pct(lift['relative_high'])})"
+
+
+def _pct(value: float) -> str:
+    return f"{value:+.1%}" if value != float("inf") else "+inf"
 
 
 def _decision_lines(decision: dict[str, Any]) -> list[str]:
@@ -63,7 +78,8 @@ def _decision_lines(decision: dict[str, Any]) -> list[str]:
     control = decision.get("control") or {}
     lines = [f"Gate: {decision['verdict']}", f"  champion version: {decision.get('champion_version')}"
              f"   (mode {control.get('mode', 'auto')}, by {control.get('who', '?')})"]
-    return lines + [f"  reason: {reason}" for reason in decision.get("reasons", [])]
+    return lines + [f"  reason: {reason}" for reason in decision.get("reasons", [])] + [
+        f"  note: {note}" for note in decision.get("notes", [])]
 
 
 def _recommendation_lines(recommendations: dict[str, Any], audiences: dict[str, int]) -> list[str]:

@@ -50,8 +50,11 @@ class RawLines:
     blank_lines: int = 0  # empty or whitespace-only lines (a trailing newline is not a line)
 
 
-def read_json_lines(files: list[Path], relative_to: Path) -> RawLines:
-    """Parse ``files`` line by line; source files are named relative to ``relative_to``."""
+def read_json_lines(files: list[Path], relative_to: Path, record_types: bool = True) -> RawLines:
+    """Parse ``files`` line by line; source files are named relative to ``relative_to``.
+
+    ``record_types=False`` leaves the ``__json_type`` columns empty (the benchmark's baseline only).
+    """
     records: list[dict] = []
     positions: list[tuple[str, int, str]] = []
     malformed: list[tuple[str, int, str, str]] = []
@@ -77,7 +80,8 @@ def read_json_lines(files: list[Path], relative_to: Path) -> RawLines:
     rows = pd.DataFrame({column: [_normalise(column, record.get(column)) for record in records]
                          for column in RAW_COLUMNS}, dtype=object)
     for column, type_column in zip(TYPED_COLUMNS, TYPE_COLUMNS, strict=True):
-        rows[type_column] = pd.Series([json_type(record.get(column)) for record in records], dtype=object)
+        rows[type_column] = pd.Series([json_type(record.get(column)) for record in records] if record_types
+                                      else [None] * len(records), dtype=object)
     rows[[SOURCE_FILE, SOURCE_LINE, RAW_LINE]] = _positions_frame(positions)
     bad = pd.DataFrame(malformed, columns=[SOURCE_FILE, SOURCE_LINE, RAW_LINE, QUARANTINE_REASON])
     bad = bad.astype({SOURCE_FILE: object, SOURCE_LINE: "int64", RAW_LINE: object, QUARANTINE_REASON: object})

@@ -89,9 +89,10 @@ def validate_raw_events(
     start, end = _utc_interval(interval_start, interval_end)
     if not 0.0 <= max_failure_rate <= 1.0:
         raise ValueError(f"max_failure_rate={max_failure_rate}: must be a share in [0, 1], e.g. 0.05")
-    lines = _read_partition(raw_partition, ds)
+    limits = limits or RawLimits()
+    lines = _read_partition(raw_partition, ds, record_types=limits.enforce_contract)
     frame = add_parsed_columns(lines.rows)
-    outcome = run_raw_events_checkpoint(Path(gx_project_dir), frame, ds, start, end, limits or RawLimits())
+    outcome = run_raw_events_checkpoint(Path(gx_project_dir), frame, ds, start, end, limits)
     reasons = _reasons_per_row(frame, outcome.failing_rows)
     quarantine = _quarantine_rows(lines, reasons)
     accepted = frame.loc[reasons.eq("").to_numpy()]
@@ -114,14 +115,14 @@ def _utc_interval(interval_start: datetime, interval_end: datetime) -> tuple[dat
             pd.Timestamp(interval_end).tz_convert("UTC").to_pydatetime())
 
 
-def _read_partition(raw_partition: Path, ds: str) -> RawLines:
+def _read_partition(raw_partition: Path, ds: str, record_types: bool = True) -> RawLines:
     advice = f"the collector may not have landed dt={ds}; land it and rerun the task"
     if not raw_partition.is_dir():
         raise RawDataError(f"{raw_partition}: partition folder does not exist; {advice}")
     files = sorted(raw_partition.glob("*.jsonl"))
     if not files:
         raise RawDataError(f"{raw_partition}: no *.jsonl files found; {advice}")
-    lines = read_json_lines(files, relative_to=raw_partition.parent)
+    lines = read_json_lines(files, relative_to=raw_partition.parent, record_types=record_types)
     if len(lines.rows) + len(lines.malformed) == 0:
         raise RawDataError(f"{raw_partition}: {len(files)} *.jsonl file(s) but zero rows (empty or blank "
                            f"lines only); the landing may have been cut short; re-land dt={ds} and rerun the task")

@@ -173,3 +173,17 @@ def test_a_model_that_outputs_nan_ranks_last_and_is_counted():
     histories = [[1], [2], [3]]
     sampled = evaluate_sampled(broken, np.zeros((3, 2), np.int32), targets, histories, num_negatives=2, k=2)
     assert sampled["non_finite_rows"] == 3 and sampled["ndcg_at_2"] == 0.0
+
+
+def test_bootstrap_lift_intervals_are_paired_and_repeatable():
+    from pipelines.models.metrics import bootstrap_lift, ndcg_gains
+
+    rng = np.random.default_rng(1)
+    baseline = ndcg_gains(rng.integers(1, 40, 400), k=10)
+    same = bootstrap_lift(baseline, baseline, resamples=300)
+    assert same["relative"] == 0.0 and same["relative_low"] == same["relative_high"] == 0.0  # paired: no noise
+    better = bootstrap_lift(ndcg_gains(np.ones(400, np.int64), k=10), baseline, resamples=300)
+    assert better["relative_low"] > 0.5 and better["difference_low"] > 0 and better["users"] == 400
+    noisy = bootstrap_lift(np.roll(baseline, 1), baseline, resamples=300)
+    assert noisy["relative_low"] < 0 < noisy["relative_high"]  # a reshuffle is no lift
+    assert bootstrap_lift(np.roll(baseline, 1), baseline, resamples=300) == noisy  # same seed, same interval

@@ -143,3 +143,61 @@ def test_nan_metrics_or_nan_scores_are_refused_even_when_forced_and_the_champion
         assert says in version_tags(config, strong["version"])["pipeline.gate"]
     unsound = {**evaluation, "candidates": [dict(strong, stopped_reason="non_finite_loss", best_epoch=0)]}
     assert "no sound epoch" in promote_champion(config, DS, unsound)["verdict"]
+
+
+def test_no_promotion_on_too_few_test_users_or_a_lift_whose_interval_does_not_clear_the_margin(fresh):
+    from pipelines.registry.gate import promote_champion
+
+    config, weak, strong = fresh
+    evaluation = evaluate(config, strong)
+    [scored] = evaluation["candidates"]
+    lift = scored["evidence"]["popularity"]
+    assert lift["users"] == evaluation["num_test_users"] and lift["relative_low"] > 0  # the strong one does lift
+    strict = config.model_copy(update={"promotion": config.promotion.model_copy(update={"min_test_users": 1000})})
+    decision = promote_champion(strict, DS, evaluation)
+    assert not decision["promoted"] and f"only {evaluation['num_test_users']} test users" in decision["verdict"]
+    thin = dict(scored, evidence={"popularity": {**lift, "relative_low": -0.02}})
+    decision = promote_champion(config, DS, {**evaluation, "candidates": [thin]})
+    assert not decision["promoted"] and "does not clear min_lift_over_popularity=0% at its lower bound" in \
+        decision["verdict"] and champion_version(config) is None
+    assert promote_champion(config, DS, evaluation)["promoted"]
+
+
+def test_a_champion_of_another_vocabulary_is_treated_as_absent_and_the_gate_says_why(fresh, tmp_path):
+    from mlflow import MlflowClient
+
+    from pipelines.features.store import load_feature_partition
+    from pipelines.training.evaluation import vocabulary_mismatch
+
+    config, weak, strong = fresh
+    features = load_feature_partition(config.layout.features, DS)
+    assert vocabulary_mismatch(config, DS, features) is None  # its own vocabulary
+    assert "not in this lake" in vocabulary_mismatch(config, "2019-10-01", features)
+    other = lake_config_with_vocab(tmp_path, features, [f"sku-{i}" for i in range(len(features.vocab))])
+    assert "not numbered as today's" in vocabulary_mismatch(other, DS, features)
+    promote(config, weak, mode="force", reason="bootstrap", who="ada")
+    name = config.promotion.registered_model  # as if the champion had been trained on another shop's lake:
+    MlflowClient().set_model_version_tag(name, weak["version"], "pipeline.vocab_version", "2019-10-01")
+    try:
+        evaluation = evaluate(config, strong)
+        assert "not_comparable" in evaluation["champion"] and "test" not in evaluation["champion"]
+        decision = promote(config, strong)
+        assert decision["promoted"] and "not in this lake" in decision["notes"][0]
+    finally:
+        MlflowClient().set_model_version_tag(name, weak["version"], "pipeline.vocab_version", DS)
+
+
+def lake_config_with_vocab(tmp_path, features, item_ids):
+    """A config whose lake holds, for DS, a vocabulary with ``item_ids`` in place of today's."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipelines.config import load_config
+
+    paths = {key: str(tmp_path / key) for key in ("var_dir", "lake_dir", "gx_dir", "mlflow_dir", "reports_dir")}
+    config = load_config({"paths": paths})
+    folder = lake.partition_path(config.layout.features, DS) / lake.ITEM_VOCAB
+    folder.mkdir(parents=True)
+    pq.write_table(features.vocab.set_column(features.vocab.schema.get_field_index("item_id"), "item_id",
+                                             pa.array(item_ids, pa.string())), folder / "p.parquet")
+    return config

@@ -1,0 +1,119 @@
+"""``make bench-validation``: what the raw contract (types, sizes, characters, finite prices) costs.
+
+Lands one raw day of N collector events as JSON Lines (default 1,000,000, with 0.5% hostile lines),
+then (after an untimed warm-up) validates the same files twice, side by side in one run: without
+the contract and with it (the pipeline's default), alternating over ``--repeats`` rounds; without it (the suite as it was before: no JSON types recorded, no type, size,
+character or finite-price expectations). Prints wall and CPU seconds, events per second, peak
+memory (the process's resident high-water mark, sampled) and the ratio, and saves
+``var/reports/bench-validation.json``. The goal: the contract adds less than 20% to the day.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psutil
+
+from pipelines.config import load_config
+from pipelines.io import write_json_atomic
+from pipelines.lake import partition_path
+from pipelines.validation.raw_events import validate_raw_events
+from pipelines.validation.raw_events_suite import RawLimits
+
+DS = "2026-11-27"
+START = datetime(2026, 11, 27, tzinfo=UTC)
+HOSTILE = [{"price": float("nan")}, {"user_id": {"id": 1}}, {"event_id": "x" * 500}, {"category": "a\x00b"},
+           {"price": 1e308}, {"item_id": 4.5}]
+
+
+def land_day(folder: Path, events: int, seed: int = 7) -> Path:
+    """``events`` JSON Lines in the collector's shape, a few of them hostile; returns the partition."""
+    rng = random.Random(seed)
+    partition = partition_path(folder / "raw", DS)
+    partition.mkdir(parents=True, exist_ok=True)
+    types = ["product_view"] * 6 + ["add_to_cart", "purchase", "search", "ad_impression"]
+    with (partition / "events-00000.jsonl").open("w", encoding="utf-8") as out:
+        for n in range(events):
+            kind = types[n % len(types)]
+            event = {"event_id": f"e{n}", "event_time": (START + timedelta(seconds=n * 86_399 // events)).isoformat(),
+                     "user_id": f"u{rng.randrange(events // 20 + 1)}", "session_id": f"s{n // 12}",
+                     "event_type": kind, "item_id": None if kind == "search" else f"i{rng.randrange(5000)}",
+                     "category": f"cat-{n % 40}", "price": round(rng.uniform(1, 300), 2), "campaign": None,
+                     "utm_source": "newsletter" if n % 9 == 0 else None, "device": "mobile",
+                     "search_query": "winter boots" if kind == "search" else None, "email": f"u{n}@example.com",
+                     "ip_address": "10.1.2.3", "user_agent": "Mozilla/5.0 (X11; Linux x86_64)"}
+            if n % 200 == 0:
+                event.update(HOSTILE[(n // 200) % len(HOSTILE)])
+            out.write(json.dumps(event, allow_nan=True) + "\n")
+    return partition
+
+
+def measure(folder: Path, raw: Path, contract: bool) -> dict:
+    """One validation of the day (fresh output folders), timed, with its peak resident memory."""
+    name = "with contract" if contract else "without"
+    out = folder / name.replace(" ", "-")
+    process, peak, done = psutil.Process(), [0], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.2):
+            peak[0] = max(peak[0], process.memory_info().rss)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = validate_raw_events(raw, DS, START - timedelta(days=1), START + timedelta(days=1),
+                                 partition_path(out / "validated", DS), partition_path(out / "quarantine", DS),
+                                 out / "gx", 1.0, RawLimits(enforce_contract=contract))
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    done.set()
+    sampler.join()
+    return {"variant": name, "seconds": round(wall, 2), "cpu_seconds": round(cpu, 2),
+            "events_per_second": round(result.rows_in / wall), "peak_gib": round(peak[0] / 2**30, 2),
+            "rows_in": result.rows_in, "accepted": result.rows_accepted, "quarantined": result.rows_quarantined,
+            "reasons": result.reasons}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000, help="events in the raw day")
+    parser.add_argument("--repeats", type=int, default=1, help="rounds of both variants; the best of each is shown")
+    parser.add_argument("--root", type=Path, help="where the day and outputs go (default: a temporary folder)")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(dir=args.root) as scratch:
+        folder = Path(scratch)
+        started = time.perf_counter()
+        raw = land_day(folder, args.events)
+        print(f"bench-validation: landed {args.events:,} events ({sum(f.stat().st_size for f in raw.iterdir()) / 2**20:.0f}"
+              f" MiB) in {time.perf_counter() - started:.1f}s; validating twice, side by side ...", flush=True)
+        warm = land_day(folder / "warm-up", 2_000)  # imports, the GX project and its Data Docs: not timed
+        measure(folder / "warm-up", warm, contract=False), measure(folder / "warm-up", warm, contract=True)
+        rounds = [[measure(folder / f"round-{n}", raw, contract=contract) for contract in (False, True)]
+                  for n in range(args.repeats)]  # alternating, so drift in the machine's load hits both
+    runs = [min((r[i] for r in rounds), key=lambda run: run["seconds"]) for i in (0, 1)]  # best of the rounds
+    without, with_ = runs
+    ratio = round(with_["seconds"] / without["seconds"], 3)
+    print(f"{'variant':<16}{'events':>12}{'wall s':>9}{'cpu s':>9}{'events/s':>11}{'peak GiB':>10}{'quarantined':>13}")
+    for run in runs:
+        print(f"{run['variant']:<16}{run['rows_in']:>12,}{run['seconds']:>9.1f}{run['cpu_seconds']:>9.1f}"
+              f"{run['events_per_second']:>11,}{run['peak_gib']:>10.2f}{run['quarantined']:>13,}")
+    print(f"the contract costs {ratio - 1:+.1%} of the wall time (goal: under +20%); it refused "
+          f"{with_['quarantined'] - without['quarantined']:,} more rows: "
+          + ", ".join(f"{k} {v}" for k, v in with_["reasons"].items() if k not in without["reasons"]))
+    report = load_config().layout.reports_dir / "bench-validation.json"
+    write_json_atomic(report, {"events": args.events, "runs": runs, "rounds": rounds, "ratio": ratio,
+                               "max_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)})
+    print(f"saved {report}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
