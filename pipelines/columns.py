@@ -39,7 +39,7 @@ REQUIRED_COLUMNS = (EVENT_ID, EVENT_TIME, USER_ID, SESSION_ID, EVENT_TYPE, DEVIC
 ID_COLUMNS = (EVENT_ID, USER_ID, SESSION_ID, ITEM_ID)
 TEXT_COLUMNS = (EVENT_TYPE, CATEGORY, CAMPAIGN, UTM_SOURCE, DEVICE, SEARCH_QUERY, EMAIL, IP_ADDRESS, USER_AGENT)
 NO_CONTROL_CHARACTER_COLUMNS = (*ID_COLUMNS, CATEGORY)
-JSON_TYPE_SUFFIX = "__json_type"  # helper column: the JSON type a field arrived as (string, integer, ...)
+NOT_TEXT_SUFFIX = "__not_text"  # helper column: the field arrived as an object, array, boolean or float
 
 # Event types and which of them carry an item.
 PRODUCT_VIEW = "product_view"

@@ -6,10 +6,10 @@ counted, so that a file's lines = rows + malformed + blank. A UTF-8 byte-order m
 Windows) is stripped from a file's first line. Every row keeps its source file, 1-based line number
 and the line as it arrived, so quarantine loses nothing.
 
-Values are normalised for the checks, and the JSON type each contracted field arrived as is kept
-beside it (``<field>__json_type``) so that the suite can refuse objects, arrays, booleans and floats
-where text is expected: strings stay (blank ones count as missing), integers become their decimal
-text, anything else its JSON text. Prices keep their number, NaN and infinities included, for the
+Values are normalised for the checks, and whether each contracted field arrived as something other
+than a string or an integer is kept beside it (``<field>__not_text``) so that the suite can refuse
+objects, arrays, booleans and floats where text is expected: strings stay (blank ones count as
+missing), integers become their decimal text, anything else its JSON text. Prices keep their number, NaN and infinities included, for the
 price checks to refuse.
 """
 
@@ -20,11 +20,12 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from pipelines.columns import (
     ID_COLUMNS,
-    JSON_TYPE_SUFFIX,
+    NOT_TEXT_SUFFIX,
     PRICE,
     QUARANTINE_REASON,
     RAW_COLUMNS,
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 BOM = b"\xef\xbb\xbf"
 MALFORMED_JSON, INVALID_UTF8 = "malformed_json", "invalid_utf8"
 TYPED_COLUMNS = (*ID_COLUMNS, *TEXT_COLUMNS)  # the fields whose JSON type is recorded
-TYPE_COLUMNS = tuple(f"{column}{JSON_TYPE_SUFFIX}" for column in TYPED_COLUMNS)
+TYPE_COLUMNS = tuple(f"{column}{NOT_TEXT_SUFFIX}" for column in TYPED_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class RawLines:
 def read_json_lines(files: list[Path], relative_to: Path, record_types: bool = True) -> RawLines:
     """Parse ``files`` line by line; source files are named relative to ``relative_to``.
 
-    ``record_types=False`` leaves the ``__json_type`` columns empty (the benchmark's baseline only).
+    ``record_types=False`` leaves the ``__not_text`` columns False (the benchmark's baseline only).
     """
     records: list[dict] = []
     positions: list[tuple[str, int, str]] = []
@@ -80,12 +81,18 @@ def read_json_lines(files: list[Path], relative_to: Path, record_types: bool = T
     rows = pd.DataFrame({column: [_normalise(column, record.get(column)) for record in records]
                          for column in RAW_COLUMNS}, dtype=object)
     for column, type_column in zip(TYPED_COLUMNS, TYPE_COLUMNS, strict=True):
-        rows[type_column] = pd.Series([json_type(record.get(column)) for record in records] if record_types
-                                      else [None] * len(records), dtype=object)
+        rows[type_column] = np.fromiter((_not_text(record.get(column)) for record in records), bool,
+                                        len(records)) if record_types else np.zeros(len(records), bool)
     rows[[SOURCE_FILE, SOURCE_LINE, RAW_LINE]] = _positions_frame(positions)
     bad = pd.DataFrame(malformed, columns=[SOURCE_FILE, SOURCE_LINE, RAW_LINE, QUARANTINE_REASON])
     bad = bad.astype({SOURCE_FILE: object, SOURCE_LINE: "int64", RAW_LINE: object, QUARANTINE_REASON: object})
     return RawLines(rows=rows, malformed=bad, blank_lines=blank)
+
+
+def _not_text(value: object) -> bool:
+    """Neither missing, a string nor an integer (a boolean is not an integer here)."""
+    kind = type(value)
+    return not (value is None or kind is str or kind is int)
 
 
 def json_type(value: object) -> str | None:

@@ -91,7 +91,7 @@ def validate_raw_events(
         raise ValueError(f"max_failure_rate={max_failure_rate}: must be a share in [0, 1], e.g. 0.05")
     limits = limits or RawLimits()
     lines = _read_partition(raw_partition, ds, record_types=limits.enforce_contract)
-    frame = add_parsed_columns(lines.rows)
+    frame = add_parsed_columns(lines.rows, limits)
     outcome = run_raw_events_checkpoint(Path(gx_project_dir), frame, ds, start, end, limits)
     reasons = _reasons_per_row(frame, outcome.failing_rows)
     quarantine = _quarantine_rows(lines, reasons)

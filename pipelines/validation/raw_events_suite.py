@@ -24,17 +24,15 @@ from pipelines.columns import (
     ID_COLUMNS,
     ITEM_EVENT_TYPES,
     ITEM_ID,
-    JSON_TYPE_SUFFIX,
     NO_CONTROL_CHARACTER_COLUMNS,
     PRICE,
     RAW_COLUMNS,
     REQUIRED_COLUMNS,
     SOURCE_FILE,
     SOURCE_LINE,
-    TEXT_COLUMNS,
 )
 from pipelines.validation.checks import data_docs_page, open_gx_context
-from pipelines.validation.jsonl import INVALID_UTF8, MALFORMED_JSON, TYPE_COLUMNS
+from pipelines.validation.jsonl import INVALID_UTF8, MALFORMED_JSON, TYPE_COLUMNS, TYPED_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +41,10 @@ ROW_NUMBER = "row_number"  # position of the row in the day: how GX results poin
 EVENT_TIME_UTC = "event_time_utc"  # event_time parsed; NaT where it is not ISO-8601 with an offset
 PRICE_VALUE = "price_value"  # price as a finite number; NaN where it is not one
 PRICE_STATE = "price_state"  # number | not_a_number | not_finite (None: no price)
-GX_COLUMNS = (*RAW_COLUMNS, *TYPE_COLUMNS, SOURCE_FILE, SOURCE_LINE, ROW_NUMBER, EVENT_TIME_UTC, PRICE_VALUE,
-              PRICE_STATE)
-TEXT_TYPES = ["string", "integer"]  # JSON types accepted for ids and text (integers as their decimal text)
+CONTRACT = "contract_violations"  # the raw contract's reasons a row breaks, ';'-joined (None: it keeps it)
+GX_COLUMNS = (*RAW_COLUMNS, SOURCE_FILE, SOURCE_LINE, ROW_NUMBER, EVENT_TIME_UTC, PRICE_VALUE, PRICE_STATE, CONTRACT)
 CONTROL_CHARACTERS = r"[\x00-\x1f\x7f]"
+REASONS_IN_COLUMN = "reasons in column"  # meta of the expectation whose failing rows carry their reasons
 
 # Quarantine reasons: one per row-level expectation, plus the ones decided outside GX.
 DUPLICATE_EVENT_ID = "duplicate_event_id"
@@ -104,9 +102,10 @@ def control_characters_reason(column: str) -> str:
     return f"{column}_control_characters"
 
 
-def add_parsed_columns(rows: pd.DataFrame) -> pd.DataFrame:
-    """The frame GX validates: the raw columns, row numbers and typed event time and price."""
-    frame = rows.loc[:, [*RAW_COLUMNS, *TYPE_COLUMNS, SOURCE_FILE, SOURCE_LINE]].copy()
+def add_parsed_columns(rows: pd.DataFrame, limits: RawLimits | None = None) -> pd.DataFrame:
+    """The frame GX validates: the raw columns, row numbers, typed event time and price, the contract."""
+    limits = limits or RawLimits()
+    frame = rows.loc[:, [*RAW_COLUMNS, SOURCE_FILE, SOURCE_LINE]].copy()
     frame[ROW_NUMBER] = range(len(frame))
     times = frame[EVENT_TIME].map(lambda value: value if isinstance(value, str) else None)
     iso = times.str.match(ISO_8601_WITH_OFFSET, na=False)
@@ -119,7 +118,32 @@ def add_parsed_columns(rows: pd.DataFrame) -> pd.DataFrame:
     frame[PRICE_STATE] = np.where(~given, None, np.where(~numeric & ~_is_nan(frame[PRICE]), "not_a_number",
                                                           np.where(finite, "number", "not_finite")))
     frame[PRICE_VALUE] = values.where(finite)
+    frame[CONTRACT] = contract_violations(rows, frame, limits) if limits.enforce_contract else None
     return frame
+
+
+def contract_violations(rows: pd.DataFrame, frame: pd.DataFrame, limits: RawLimits) -> np.ndarray:
+    """object[n]: per row, the ';'-joined reasons it breaks the raw contract (``pipelines.columns``); None if none.
+
+    Vectorised over the columns (one GX expectation then checks the result), so the contract costs a
+    few passes over the day rather than one expectation per field and reason.
+    """
+    checks: dict[str, np.ndarray] = {
+        PRICE_NOT_FINITE: (frame[PRICE_STATE] == "not_finite").to_numpy(),
+        PRICE_ABOVE_MAX: (frame[PRICE_VALUE] > limits.max_price).to_numpy(),
+    }
+    for column, not_text in zip(TYPED_COLUMNS, TYPE_COLUMNS, strict=True):
+        values = rows[column]
+        checks[not_text_reason(column)] = rows[not_text].to_numpy(dtype=bool)
+        checks[too_long_reason(column)] = (values.str.len() > limits.max_length(column)).to_numpy(dtype=bool)
+        if column in NO_CONTROL_CHARACTER_COLUMNS:
+            checks[control_characters_reason(column)] = values.str.contains(CONTROL_CHARACTERS, regex=True,
+                                                                            na=False).to_numpy(dtype=bool)
+    broken = np.logical_or.reduce(list(checks.values()))
+    violations = np.full(len(rows), None, dtype=object)
+    for row in np.flatnonzero(broken):  # few rows: the join costs nothing on a good day
+        violations[row] = ";".join(reason for reason, failed in checks.items() if failed[row])
+    return violations
 
 
 def _is_nan(values: pd.Series) -> np.ndarray:
@@ -155,27 +179,8 @@ def build_raw_events_suite(limits: RawLimits | None = None):
         tagged(gxe.ExpectColumnValuesToNotBeInSet(column=PRICE_STATE, value_set=["not_a_number"]),
                PRICE_NOT_A_NUMBER),
         tagged(gxe.ExpectColumnValuesToBeBetween(column=PRICE_VALUE, min_value=0), NEGATIVE_PRICE),
-        *(_contract_expectations(tagged, limits) if limits.enforce_contract else []),
+        tagged(gxe.ExpectColumnValuesToBeNull(column=CONTRACT), REASONS_IN_COLUMN),
     ])
-
-
-def _contract_expectations(tagged, limits: RawLimits) -> list:
-    """Types, sizes and characters of the id and text fields (``pipelines.columns``, the raw contract)."""
-    import great_expectations.expectations as gxe
-
-    found = [tagged(gxe.ExpectColumnValuesToNotBeInSet(column=PRICE_STATE, value_set=["not_finite"]),
-                    PRICE_NOT_FINITE),
-             tagged(gxe.ExpectColumnValuesToBeBetween(column=PRICE_VALUE, max_value=limits.max_price),
-                    PRICE_ABOVE_MAX)]
-    for column in (*ID_COLUMNS, *TEXT_COLUMNS):
-        found.append(tagged(gxe.ExpectColumnValuesToBeInSet(column=f"{column}{JSON_TYPE_SUFFIX}",
-                                                            value_set=TEXT_TYPES), not_text_reason(column)))
-        found.append(tagged(gxe.ExpectColumnValueLengthsToBeBetween(column=column, max_value=limits.max_length(column)),
-                            too_long_reason(column)))
-    for column in NO_CONTROL_CHARACTER_COLUMNS:
-        found.append(tagged(gxe.ExpectColumnValuesToNotMatchRegex(column=column, regex=CONTROL_CHARACTERS),
-                            control_characters_reason(column)))
-    return found
 
 
 def run_raw_events_checkpoint(
@@ -194,7 +199,7 @@ def run_raw_events_checkpoint(
     )
     [(result_id, suite_result)] = result.run_results.items()
     docs_path = data_docs_page(context, result_id)
-    return CheckpointOutcome(failing_rows=_failing_rows(suite_result, docs_path), data_docs_path=docs_path)
+    return CheckpointOutcome(failing_rows=_failing_rows(suite_result, docs_path, frame), data_docs_path=docs_path)
 
 
 def _register_checkpoint(context, limits: RawLimits):
@@ -221,7 +226,7 @@ def _register_checkpoint(context, limits: RawLimits):
     ))
 
 
-def _failing_rows(suite_result, docs_path: str) -> dict[str, list[int]]:
+def _failing_rows(suite_result, docs_path: str, frame: pd.DataFrame) -> dict[str, list[int]]:
     """Reason -> failing ROW_NUMBERs; an expectation that errored or fails without rows is a bug."""
     failing: dict[str, list[int]] = {}
     for outcome in suite_result.results:
@@ -235,5 +240,11 @@ def _failing_rows(suite_result, docs_path: str) -> dict[str, list[int]]:
         if reason is None:
             raise RuntimeError(f"GX expectation {config.type} failed on the frame built by "
                                f"add_parsed_columns (a code bug, not a data problem); see {docs_path}")
-        failing[reason] = [int(entry[ROW_NUMBER]) for entry in outcome.result["unexpected_index_list"]]
+        rows = [int(entry[ROW_NUMBER]) for entry in outcome.result["unexpected_index_list"]]
+        if reason != REASONS_IN_COLUMN:
+            failing[reason] = rows
+            continue
+        for row in rows:  # the contract's expectation: each failing row names its own reasons
+            for own in frame[CONTRACT].iat[row].split(";"):
+                failing.setdefault(own, []).append(row)
     return failing
