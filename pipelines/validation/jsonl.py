@@ -23,31 +23,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines.columns import (
-    ID_COLUMNS,
-    NOT_TEXT_SUFFIX,
-    PRICE,
-    QUARANTINE_REASON,
-    RAW_COLUMNS,
-    RAW_LINE,
-    SOURCE_FILE,
-    SOURCE_LINE,
-    TEXT_COLUMNS,
-)
+from pipelines import columns as C
 
 log = logging.getLogger(__name__)
 BOM = b"\xef\xbb\xbf"
 MALFORMED_JSON, INVALID_UTF8 = "malformed_json", "invalid_utf8"
-TYPED_COLUMNS = (*ID_COLUMNS, *TEXT_COLUMNS)  # the fields whose JSON type is recorded
-TYPE_COLUMNS = tuple(f"{column}{NOT_TEXT_SUFFIX}" for column in TYPED_COLUMNS)
+TYPED_COLUMNS = (*C.ID_COLUMNS, *C.TEXT_COLUMNS)  # the fields whose type is checked (ids and text)
+TYPE_COLUMNS = tuple(f"{column}{C.NOT_TEXT_SUFFIX}" for column in TYPED_COLUMNS)
 
 
 @dataclass(frozen=True)
 class RawLines:
-    """The rows of some JSON Lines files (RAW_COLUMNS as arrived, object dtype) and the malformed lines."""
+    """The rows of some JSON Lines files (C.RAW_COLUMNS as arrived, object dtype) and the malformed lines."""
 
-    rows: pd.DataFrame  # RAW_COLUMNS + TYPE_COLUMNS + SOURCE_FILE, SOURCE_LINE, RAW_LINE
-    malformed: pd.DataFrame  # SOURCE_FILE, SOURCE_LINE, RAW_LINE, QUARANTINE_REASON
+    rows: pd.DataFrame  # C.RAW_COLUMNS + TYPE_COLUMNS + C.SOURCE_FILE, C.SOURCE_LINE, C.RAW_LINE
+    malformed: pd.DataFrame  # C.SOURCE_FILE, C.SOURCE_LINE, C.RAW_LINE, C.QUARANTINE_REASON
     blank_lines: int = 0  # empty or whitespace-only lines (a trailing newline is not a line)
 
 
@@ -79,13 +69,13 @@ def read_json_lines(files: list[Path], relative_to: Path, record_types: bool = T
     _warn_about_unknown_keys(records, files)
     # Built column by column with object dtype: values stay as they arrived (no 42 -> 42.0).
     rows = pd.DataFrame({column: [_normalise(column, record.get(column)) for record in records]
-                         for column in RAW_COLUMNS}, dtype=object)
+                         for column in C.RAW_COLUMNS}, dtype=object)
     for column, type_column in zip(TYPED_COLUMNS, TYPE_COLUMNS, strict=True):
         rows[type_column] = np.fromiter((_not_text(record.get(column)) for record in records), bool,
                                         len(records)) if record_types else np.zeros(len(records), bool)
-    rows[[SOURCE_FILE, SOURCE_LINE, RAW_LINE]] = _positions_frame(positions)
-    bad = pd.DataFrame(malformed, columns=[SOURCE_FILE, SOURCE_LINE, RAW_LINE, QUARANTINE_REASON])
-    bad = bad.astype({SOURCE_FILE: object, SOURCE_LINE: "int64", RAW_LINE: object, QUARANTINE_REASON: object})
+    rows[[C.SOURCE_FILE, C.SOURCE_LINE, C.RAW_LINE]] = _positions_frame(positions)
+    bad = pd.DataFrame(malformed, columns=[C.SOURCE_FILE, C.SOURCE_LINE, C.RAW_LINE, C.QUARANTINE_REASON])
+    bad = bad.astype({C.SOURCE_FILE: object, C.SOURCE_LINE: "int64", C.RAW_LINE: object, C.QUARANTINE_REASON: object})
     return RawLines(rows=rows, malformed=bad, blank_lines=blank)
 
 
@@ -111,8 +101,8 @@ def json_type(value: object) -> str | None:
 
 
 def _positions_frame(positions: list[tuple[str, int, str]]) -> pd.DataFrame:
-    frame = pd.DataFrame(positions, columns=[SOURCE_FILE, SOURCE_LINE, RAW_LINE])
-    return frame.astype({SOURCE_FILE: object, SOURCE_LINE: "int64", RAW_LINE: object})
+    frame = pd.DataFrame(positions, columns=[C.SOURCE_FILE, C.SOURCE_LINE, C.RAW_LINE])
+    return frame.astype({C.SOURCE_FILE: object, C.SOURCE_LINE: "int64", C.RAW_LINE: object})
 
 
 def _parse_line(raw: bytes) -> tuple[str, dict | None, str | None]:
@@ -134,7 +124,7 @@ def _normalise(column: str, value: object) -> object:
         return None
     if isinstance(value, str):
         return value if value.strip() else None
-    if column == PRICE and isinstance(value, int | float) and not isinstance(value, bool):
+    if column == C.PRICE and isinstance(value, int | float) and not isinstance(value, bool):
         return value
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
@@ -142,7 +132,7 @@ def _normalise(column: str, value: object) -> object:
 
 
 def _warn_about_unknown_keys(records: list[dict], files: list[Path]) -> None:
-    unknown = set().union(*(record.keys() for record in records)) - set(RAW_COLUMNS) if records else set()
+    unknown = set().union(*(record.keys() for record in records)) - set(C.RAW_COLUMNS) if records else set()
     if unknown:
         log.warning("%s: ignoring fields that are not raw event columns: %s; add them to "
                     "pipelines/columns.py RAW_COLUMNS if they should be kept", files[0].parent, sorted(unknown))
