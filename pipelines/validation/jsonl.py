@@ -85,21 +85,6 @@ def _not_text(value: object) -> bool:
     return not (value is None or kind is str or kind is int)
 
 
-def json_type(value: object) -> str | None:
-    """The JSON type ``value`` was parsed from: string, integer, number, boolean, object, array (None: null)."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    return "object" if isinstance(value, dict) else "array"
-
-
 def _positions_frame(positions: list[tuple[str, int, str]]) -> pd.DataFrame:
     frame = pd.DataFrame(positions, columns=[C.SOURCE_FILE, C.SOURCE_LINE, C.RAW_LINE])
     return frame.astype({C.SOURCE_FILE: object, C.SOURCE_LINE: "int64", C.RAW_LINE: object})

@@ -32,7 +32,7 @@ from pipelines.columns import (
     SOURCE_LINE,
 )
 from pipelines.validation.checks import data_docs_page, open_gx_context
-from pipelines.validation.jsonl import INVALID_UTF8, MALFORMED_JSON, TYPE_COLUMNS, TYPED_COLUMNS
+from pipelines.validation.jsonl import TYPE_COLUMNS, TYPED_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,6 @@ PRICE_NOT_A_NUMBER = "price_not_a_number"
 NEGATIVE_PRICE = "negative_price"
 PRICE_NOT_FINITE = "price_not_finite"
 PRICE_ABOVE_MAX = "price_above_max"
-LINE_REASONS = (MALFORMED_JSON, INVALID_UTF8)  # decided while reading, before GX sees a row
 REASON_META_KEY = "quarantine_reason"
 
 SUITE_NAME = CHECKPOINT_NAME = VALIDATION_NAME = "raw_events"
