@@ -8,6 +8,7 @@ anything but ``ImportFailed``, and reconciles (rows in = landed + quarantined).
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import re
@@ -111,9 +112,10 @@ def test_any_export_lands_or_is_refused_and_reconciles(rows):
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         (root / "prop.yaml").write_text(MAPPING)
-        text = "ts,kind,customer,sku,amount\n" + "".join(",".join(json.dumps(cell) for cell in row) + "\n"
-                                                       for row in rows)
-        (root / "export.csv").write_text(text, encoding="utf-8")
+        with (root / "export.csv").open("w", encoding="utf-8", newline="") as export:  # CSV quoting, as exporters do
+            writer = csv.writer(export, quoting=csv.QUOTE_ALL)
+            writer.writerow(["ts", "kind", "customer", "sku", "amount"])
+            writer.writerows(rows)
         try:
             result = import_file(load_mapping(root / "prop.yaml"), root / "prop.yaml", root / "export.csv",
                                  root / "raw", root / "imports")
@@ -122,5 +124,12 @@ def test_any_export_lands_or_is_refused_and_reconciles(rows):
             assert not list((root / "raw").glob("dt=*/*.jsonl"))  # a failed import lands nothing
             return
         assert result.rows_in == result.landed + result.quarantined == len(rows)
-        landed = sum(len(path.read_text().splitlines()) for path in (root / "raw").glob("dt=*/*.jsonl"))
+        landed = sum(path.read_bytes().count(b"\n") for path in (root / "raw").glob("dt=*/*.jsonl"))  # JSON Lines: \n only
         assert landed == result.landed
+
+
+def test_an_export_with_quotes_and_newlines_in_cells_reconciles():
+    """The case Hypothesis found: a lone quote in a cell (written as CSV quotes it) is one row, not two."""
+    rows = [("2026-11-27T10:00:00Z", "view", "", "", "1.5"), ("2026-11-27T10:00:00Z", "view", "", "", '"'),
+            ("2026-11-27T10:00:00Z", "buy", "c\n1", "s,1", "1.5")]
+    test_any_export_lands_or_is_refused_and_reconciles.hypothesis.inner_test(rows=rows)
