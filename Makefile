@@ -28,8 +28,12 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
+# --extra cluster: the production stack's Celery, Redis and PostgreSQL clients (make stack-up) come
+# from the same lock. A virtualenv made before pyspark-client was kept out of the lock gets pyspark
+# reinstalled: removing pyspark-client deletes files the two distributions shared.
 $(VENV)/.synced: $(UV) pyproject.toml uv.lock
-	$(UV) sync --frozen --python $(PYTHON) --quiet
+	$(UV) sync --frozen --extra cluster --python $(PYTHON) --quiet \
+	  $(if $(wildcard $(VENV)/lib/python3.11/site-packages/pyspark_client-*.dist-info),--reinstall-package pyspark)
 	@touch $@
 
 setup: check-java $(VENV)/.synced ## Create the virtualenv from the lock (idempotent)

@@ -9,10 +9,12 @@ Turns one day of raw clickstream (`ds`, the run's logical date) into next-item r
    the run's `overrides`: dedup, pseudonymise, sessions, per-user item sequences over the trailing
    window, stable vocabulary.
 3. **validate_features**: Great Expectations checks on the features.
-4. **train_candidate** (mapped, `gpu` pool): Caser, GRU4Rec and SASRec, each an MLflow run.
+4. **train_candidate** (mapped, `gpu` pool and Celery queue): Caser, GRU4Rec and SASRec, each an MLflow run.
 5. **evaluate_candidates**: HR@10 / NDCG@10 against all items, popularity and the champion alongside.
 6. **promote_champion**: moves the `champion` alias only when the gate passes (or when the run's
-   `promotion_mode` is `force`; `forbid` promotes nothing; both need `promotion_reason`).
+   `promotion_mode` is `force`; `forbid` promotes nothing; both need `promotion_reason`, which is
+   otherwise left empty). A backfill of an earlier date is judged against the champion as of that
+   date; the live alias moves only for the latest date.
 7. **score_users**: the champion's top-K per active user to `outputs/recommendations/dt=<ds>`, and each
    campaign's audience (the users likeliest to want its items) to `outputs/audiences/dt=<ds>`.
 8. **write_run_report** (teardown: runs whatever happened, does not decide the run's state): the run
@@ -49,12 +51,16 @@ AUDIENCES = Asset(name="campaign_audiences", uri=CONFIG.layout.audiences.as_uri(
     doc_md=__doc__,
     tags=["clickstream", "recommendations", "nightly"],
     default_args={"retries": CONFIG.airflow.retries,
-                  "retry_delay": dt.timedelta(minutes=CONFIG.airflow.retry_delay_minutes)},
+                  "retry_delay": dt.timedelta(minutes=CONFIG.airflow.retry_delay_minutes),
+                  "execution_timeout": CONFIG.airflow.execution_timeout("default")},
     params={"overrides": Param({}, type="object",
                                description="Config overrides for this run, e.g. {\"training\": {\"epochs\": 5}}"),
             "promotion_mode": Param("auto", enum=["auto", "force", "forbid"],
                                     description="auto: the gate decides; force / forbid: a person does (give a reason)"),
-            "promotion_reason": Param("", type="string", description="Why promotion is forced or forbidden")},
+            # Optional (null) so that the trigger and backfill forms submit with their defaults; the
+            # promotion task fails with a clear error when force / forbid comes without a reason.
+            "promotion_reason": Param(None, type=["null", "string"],
+                                      description="Why promotion is forced or forbidden (needed for those two only)")},
 )
 def clickstream_nightly():
     @task
@@ -70,6 +76,7 @@ def clickstream_nightly():
         application=str(REPO_ROOT / "spark_jobs" / "build_features.py"),
         application_args=FEATURE_JOB_ARGS,  # --ds and the run's overrides, templated: the job loads the config
         driver_memory=CONFIG.spark.driver_memory,
+        execution_timeout=CONFIG.airflow.execution_timeout("build_features"),
         conf={"spark.sql.session.timeZone": "UTC", "spark.ui.showConsoleProgress": "false"},
         name="build_features_{{ ds_nodash }}",
         outlets=[FEATURES],
@@ -82,7 +89,8 @@ def clickstream_nightly():
         with tasks.no_retry_on_bad_data():
             return tasks.validate_features(ds, params["overrides"])
 
-    @task(pool=CONFIG.airflow.gpu_pool, map_index_template="{{ model_name }}")
+    @task(pool=CONFIG.airflow.gpu_pool, queue=CONFIG.airflow.gpu_queue, map_index_template="{{ model_name }}",
+          execution_timeout=CONFIG.airflow.execution_timeout("train_candidate"))
     def train_candidate(model_name: str, ds: str, params: dict) -> dict:
         from pipelines import tasks
 

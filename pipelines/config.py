@@ -56,6 +56,21 @@ class AirflowConfig(_Section):
     retry_delay_minutes: int
     gpu_pool: str
     gpu_pool_slots: int
+    gpu_queue: str
+    task_timeout_minutes: dict[str, int]
+
+    @field_validator("task_timeout_minutes")
+    @classmethod
+    def _has_default(cls, minutes: dict[str, int]) -> dict[str, int]:
+        if "default" not in minutes or min(minutes.values()) < 1:
+            raise ValueError("airflow.task_timeout_minutes needs a 'default' entry, and every entry is at "
+                             f"least 1 minute (got {minutes})")
+        return minutes
+
+    def execution_timeout(self, task_id: str) -> dt.timedelta:
+        """The task's ``execution_timeout``: its own entry, else the ``default`` one."""
+        minutes = self.task_timeout_minutes.get(task_id, self.task_timeout_minutes["default"])
+        return dt.timedelta(minutes=minutes)
 
 
 class DemoConfig(_Section):

@@ -14,6 +14,7 @@ import logging
 import os
 from typing import Any
 
+from pipelines import lake
 from pipelines.config import PipelineConfig
 from pipelines.io import write_json_atomic, write_text_atomic
 from pipelines.registry.store import configure_mlflow
@@ -80,6 +81,56 @@ def move_champion(config: PipelineConfig, version: str, *, action: str, ds: str 
     return entry
 
 
+def later_days_decided(config: PipelineConfig, ds: str) -> list[str]:
+    """Days after ``ds`` whose gate already decided, or for which the champion was moved."""
+    decided = {day for day in lake.day_folders(config.layout.evaluations)
+               if config.layout.decision_record(day).exists()}
+    decided |= {entry["ds"] for entry in read_history(config) if entry.get("ds")}
+    return sorted(day for day in decided if day > ds)
+
+
+def approve_for_day(config: PipelineConfig, version: str, *, action: str, ds: str, who: str, reason: str,
+                    run_id: str | None, previous: str | None) -> dict[str, Any]:
+    """Record that the gate (or a person) made ``version`` champion from ``ds`` on; move the live alias
+    only when no later day was decided yet.
+
+    The same approval recorded before (a rerun, a backfill or a retry of ``ds``) is not recorded again:
+    its entry is returned, and the alias is touched only to finish that move when it was the last
+    one (a process killed between the entry and the alias). A backfill of an earlier day is recorded
+    with ``live: false`` and leaves the alias to the later days' decisions.
+    """
+    history = read_history(config)
+    done = next((entry for entry in reversed(history) if entry["action"] in APPROVALS and entry.get("ds") == ds
+                 and entry["version"] == str(version)), None)
+    if done is not None:
+        if done is history[-1] and done.get("live", True):
+            _point_alias(config, str(version), done)
+        return done
+    later = later_days_decided(config, ds)
+    if not later:
+        return move_champion(config, version, action=action, ds=ds, who=who, reason=reason, run_id=run_id,
+                             previous=previous)
+    entry = append_history(config, {"action": action, "ds": ds, "version": str(version), "previous_version": previous,
+                                    "who": who, "reason": reason, "run_id": run_id, "live": False,
+                                    "note": f"backfill: later days {later[0]}..{later[-1]} already decided; "
+                                            "the live alias is theirs"})
+    from mlflow import MlflowClient
+
+    MlflowClient().set_model_version_tag(config.promotion.registered_model, version, "pipeline.promoted_ds", ds)
+    log.warning("champion as of %s: version %s (recorded, alias not moved: later days %s decided)", ds, version,
+                later)
+    return entry
+
+
+def _point_alias(config: PipelineConfig, version: str, entry: dict[str, Any]) -> None:
+    from mlflow import MlflowClient
+
+    client, promotion = MlflowClient(), config.promotion
+    client.set_registered_model_alias(promotion.registered_model, promotion.champion_alias, version)
+    if entry["action"] in APPROVALS:
+        client.set_model_version_tag(promotion.registered_model, version, "pipeline.promoted_ds", entry.get("ds") or "-")
+
+
 def set_challenger(config: PipelineConfig, version: str) -> None:
     from mlflow import MlflowClient
 
@@ -128,6 +179,37 @@ def rollback_champion(config: PipelineConfig, reason: str, who: str, run_id: str
     entry = move_champion(config, target, action=ROLLBACK, ds=None, who=who, reason=reason, run_id=run_id,
                           previous=current)
     return {**entry, "rolled_back": True}
+
+
+def version_as_of(history: list[dict[str, Any]], ds: str) -> str | None:
+    """The champion version as of day ``ds`` by the history: after the moves made for ``ds`` and the days before.
+
+    A move made for a day counts from that day, whenever it was made (a backfill of an earlier day
+    may be recorded after later days); of two moves for the same day the later one counts. A
+    rollback (no day) counts from the latest day recorded before it, the night whose outputs it
+    replaces. None when no move counts yet.
+    """
+    effective, latest = [], ""
+    for order, entry in enumerate(history):
+        effective.append((entry.get("ds") or latest, order, entry["version"]))
+        latest = max(latest, entry.get("ds") or "")
+    counted = [move for move in effective if move[0] <= ds]
+    return max(counted)[2] if counted else None
+
+
+def champion_as_of(config: PipelineConfig, ds: str):
+    """The model version that was champion as of ``ds`` (see ``version_as_of``), or None.
+
+    The gate of ``ds`` compares against it and scoring of ``ds`` uses it. For the latest day (no later
+    day decided yet: the nightly run, or a rerun of it) that is the live alias's target, wherever it
+    was set from. For an earlier day (a backfill or a rerun after later days ran) it is the history's,
+    so that day is judged and scored as its nightly run was, never by a model trained on later data
+    (which holds that day's test targets).
+    """
+    if not later_days_decided(config, ds):
+        return current_champion(config)
+    version = version_as_of(read_history(config), ds)
+    return _version(config, version) if version is not None else None
 
 
 def current_champion(config: PipelineConfig):

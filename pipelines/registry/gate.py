@@ -27,10 +27,10 @@ from pipelines.io import write_json_atomic
 from pipelines.registry.champion import (
     FORCE,
     PROMOTE,
-    current_champion,
+    approve_for_day,
+    champion_as_of,
     current_user,
     load_registered_model,
-    move_champion,
     read_history,
     set_challenger,
 )
@@ -66,7 +66,7 @@ def promote_champion(config: PipelineConfig, ds: str, evaluation: dict[str, Any]
                 "control": control, "promoted": False}
     try:
         configure_mlflow(config)
-        champion = current_champion(config)
+        champion = champion_as_of(config, ds)  # the bar as of ds, also in a backfill
     except Exception as err:  # noqa: BLE001 - an unreachable store must keep the champion, not crash the gate
         return _keep(decision, None, [f"MLflow store {config.tracking_uri} cannot be reached ({_short(err)}); "
                                       "nothing was moved (fail closed)"], [])
@@ -117,9 +117,9 @@ def _promote(config, decision, best, control, gate) -> dict[str, Any]:
     reason = control["reason"] if action == FORCE else f"gate passed on {decision['ds']}: {decision['metric']} " \
         f"{decision['candidate_value']:.4f} vs popularity {decision['popularity_value']:.4f}"
     try:
-        entry = move_champion(config, best["version"], action=action, ds=decision["ds"], who=control["who"],
-                              reason=reason, run_id=control.get("run_id"),
-                              previous=decision["previous_champion_version"])
+        entry = approve_for_day(config, best["version"], action=action, ds=decision["ds"], who=control["who"],
+                                reason=reason, run_id=control.get("run_id"),
+                                previous=decision["previous_champion_version"])
     except Exception as err:  # noqa: BLE001 - a half-done move is reported, the old champion stays
         return _keep(decision, None, [f"could not move the alias to version {best['version']} ({_short(err)})"], [])
     return _promoted(decision, best, control, gate, entry)

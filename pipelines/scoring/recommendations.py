@@ -5,6 +5,9 @@ from one pass of the model over the users. A campaign's audience is the ``scorin
 the champion finds likeliest to go next to one of the campaign's items (the softmax probability of
 the items its ads showed in the window, ``features/.../campaign_items``), best first.
 
+The champion is the day's (``registry.champion.champion_as_of``): a backfill of an earlier day
+scores with the model that was champion as of that day, as its nightly run did, never with a later one.
+
 Before any model has passed the promotion gate (a new shop, a sample too small to train on), the
 ``scoring.without_champion`` setting decides: ``popularity`` (the default) writes the window's most
 popular items the user has not bought, with ``model_version`` = ``popularity-fallback`` so that
@@ -28,7 +31,7 @@ from pipelines.config import PipelineConfig
 from pipelines.features.store import load_feature_partition
 from pipelines.io import atomic_partition
 from pipelines.lake import PART_FILE, partition_path
-from pipelines.registry.champion import current_champion, load_registered_model
+from pipelines.registry.champion import champion_as_of, load_registered_model
 from pipelines.registry.store import configure_mlflow
 from pipelines.scoring.audiences import audience_table, campaign_affinity, campaign_items
 from pipelines.training.splits import build_day_splits
@@ -51,7 +54,7 @@ def write_recommendations(config: PipelineConfig, ds: str) -> dict[str, Any]:
 
     started = time.perf_counter()
     configure_mlflow(config)
-    champion = current_champion(config)
+    champion = champion_as_of(config, ds)  # the day's champion, also in a backfill
     if champion is None and config.scoring.without_champion == "fail":
         raise NoChampionError(
             f"no model version carries the alias '{config.promotion.champion_alias}' of "

@@ -1,7 +1,8 @@
 """The ``evaluate_candidates`` stage: every candidate beside popularity and the champion, on one test split.
 
-The current champion is re-scored on today's split (items newer than it score -inf), so the gate
-compares like with like. A champion trained on another item vocabulary (another shop's, or one
+The champion as of the day (``registry.champion.champion_as_of``; in a backfill of an earlier day
+not today's champion) is re-scored on the day's split (items newer than it score -inf), so the
+gate compares like with like. A champion trained on another item vocabulary (another shop's, or one
 rebuilt since) is not comparable: it is reported as such, and the gate treats it as absent. A
 champion that cannot be loaded is reported, and the gate fails closed.
 
@@ -33,7 +34,7 @@ from pipelines.models.metrics import (
     popularity_scorer,
     popularity_scores,
 )
-from pipelines.registry.champion import current_champion, load_registered_model
+from pipelines.registry.champion import champion_as_of, load_registered_model
 from pipelines.registry.store import configure_mlflow
 from pipelines.training.candidates import TAG_MODEL
 from pipelines.training.splits import build_day_splits
@@ -51,7 +52,7 @@ def evaluate_candidates(config: PipelineConfig, ds: str, candidates: list[dict[s
     popularity_ranks, _ = full_ranking_ranks(popularity_scorer(popularity), splits.inputs("test"), splits.test_targets)
     baseline = {**metrics_from_ranks(popularity_ranks, k), "non_finite_rows": 0}
     configure_mlflow(config)
-    champion, champion_ranks = _score_champion(config, splits, features)
+    champion, champion_ranks = _score_champion(config, ds, splits, features)
     gains = {"popularity": ndcg_gains(popularity_ranks, k),
              **({"champion": ndcg_gains(champion_ranks, k)} if champion_ranks is not None else {})}
     scored = [{**c, "evidence": _evidence(config, c, splits, features.num_items, gains)}
@@ -86,12 +87,15 @@ def _evidence(config: PipelineConfig, candidate: dict[str, Any], splits, num_ite
                                  seed=config.training.seed) for name, baseline in gains.items()}
 
 
-def _score_champion(config: PipelineConfig, splits, features: FeaturePartition
+def _score_champion(config: PipelineConfig, ds: str, splits, features: FeaturePartition
                     ) -> tuple[dict[str, Any] | None, np.ndarray | None]:
-    """Re-score the current champion on today's split: (its record, per-user ranks); (None, None) without one."""
+    """Re-score the champion as of ``ds`` (the bar its gate compares against) on the day's split:
+    (its record, per-user ranks); (None, None) without one. A backfill of an earlier day never
+    compares against a champion trained on later data, which holds that day's test targets.
+    """
     from pipelines.models.training import score_items
 
-    champion = current_champion(config)
+    champion = champion_as_of(config, ds)
     if champion is None:
         return None, None
     identity = {"version": str(champion.version), "model": champion.tags.get(TAG_MODEL)}

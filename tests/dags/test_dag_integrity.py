@@ -18,7 +18,9 @@ print(json.dumps({
     "errors": {k: str(v) for k, v in bag.import_errors.items()},
     "heavy": sorted(m for m in sys.argv[2].split(",") if m in sys.modules),
     "dags": {dag_id: {"tags": sorted(dag.tags),
-                      "tasks": {t.task_id: {"retries": t.retries, "pool": t.pool} for t in dag.tasks}}
+                      "tasks": {t.task_id: {"retries": t.retries, "pool": t.pool, "queue": t.queue,
+                                         "timeout": t.execution_timeout and t.execution_timeout.total_seconds()}
+                                for t in dag.tasks}}
              for dag_id, dag in bag.dags.items()},
 }))
 """
@@ -44,6 +46,32 @@ def test_nightly_dag_wiring():
                                  "evaluate_candidates", "promote_champion", "score_users", "write_run_report"}
     assert all(task["retries"] >= 1 for task in dag["tasks"].values())
     assert dag["tasks"]["train_candidate"]["pool"] == "gpu"
+    assert dag["tasks"]["train_candidate"]["queue"] == "gpu"  # the GPU Celery worker's queue
+    assert {task["queue"] for name, task in dag["tasks"].items() if name != "train_candidate"} == {"default"}
+
+
+def test_every_task_has_the_execution_timeout_of_the_config():
+    from pipelines.config import load_config
+
+    airflow = load_config().airflow
+    for dag in _parse_dags()["dags"].values():
+        for task_id, task in dag["tasks"].items():
+            assert task["timeout"] == airflow.execution_timeout(task_id).total_seconds(), task_id
+    assert airflow.execution_timeout("train_candidate") > airflow.execution_timeout("default")
+
+
+def test_the_trigger_form_validates_with_its_defaults_and_a_reason_is_optional():
+    """The UI's Trigger and Backfill buttons stay disabled while a param fails its schema with its default."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk.definitions.param import ParamsDict
+
+    dag = DagBag(str(REPO_ROOT / "dags")).dags["clickstream_nightly"]
+    params = ParamsDict(dag.params)
+    params.validate()  # raises ParamValidationError on a default that fails its own schema
+    assert params["promotion_reason"] is None
+    # The form marks a field required unless its schema allows null (an empty "" string counts as missing).
+    assert "null" in dag.params.get_param("promotion_reason").schema["type"]
+    assert ParamsDict({**dag.params, "promotion_reason": "campaign freeze"}).validate()["promotion_reason"]
 
 
 def test_rollback_dag_is_one_task():
