@@ -13,6 +13,7 @@ PYTEST_ARGS ?=
 MLFLOW_PORT ?= 5000
 
 .PHONY: help setup run test test-faults test-fast lint airflow-ui mlflow-ui land-demo clean check-java
+.PHONY: stack-up stack-status stack-down test-stack redis-server chromium
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-20s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -45,13 +46,38 @@ land-demo: setup ## Only land the demo clickstream (raw/events) ending at DS
 	$(PY) -m pipelines land-demo --ds $(DS)
 
 test: setup ## Run the suite (unit, property, spark and e2e tiers; gpu tests skip without a GPU)
-	$(VENV)/bin/pytest -m "not faults" $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m "not faults and not stack and not browser" $(PYTEST_ARGS)
 
 test-faults: setup ## The fault suite: every writing stage killed mid-write, broken inputs, two runs at once
 	$(VENV)/bin/pytest -m faults $(PYTEST_ARGS)
 
 test-fast: setup ## Run only the fast tier (no Spark, no DAG runs)
-	$(VENV)/bin/pytest -m "not spark and not e2e and not gpu and not faults" $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m "not spark and not e2e and not gpu and not faults and not stack and not browser" $(PYTEST_ARGS)
+
+# --- The production stack as local processes (pipelines/local/stack.py; docker/compose.yaml is the same) ---
+redis-server: ## Install Debian's redis-server when missing (the stack's Celery broker)
+	@command -v redis-server >/dev/null || test -x /usr/bin/redis-server || { \
+	  if [ "$$(id -u)" != 0 ]; then echo "error: redis-server not found; install it (sudo apt-get install redis-server) and rerun" >&2; exit 1; fi; \
+	  echo "installing redis-server (apt-get) ..."; \
+	  apt-get install -y -q redis-server >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q redis-server >/dev/null; }; }
+
+chromium: ## Install Debian's chromium and chromium-driver when missing (the browser tier drives them)
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" != 0 ]; then echo "error: chromium not found; install it (sudo apt-get install chromium chromium-driver) and rerun" >&2; exit 1; fi; \
+	  echo "installing chromium (apt-get) ..."; \
+	  apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null; }; }
+
+stack-up: setup redis-server ## Start PostgreSQL, Redis, Airflow (Celery), MLflow server and Spark cluster as local processes
+	$(PY) -m pipelines.local.stack up
+
+stack-status: setup ## Each stack service: state, pid, port and log
+	@$(PY) -m pipelines.local.stack status
+
+stack-down: setup ## Stop exactly the processes stack-up started (by their recorded pids)
+	$(PY) -m pipelines.local.stack down
+
+test-stack: setup redis-server chromium ## The stack and browser tiers: nightly, backfills, reruns, a killed worker, the UI
+	$(VENV)/bin/pytest -m "stack or browser" $(PYTEST_ARGS)
 
 lint: setup ## Lint with ruff (including Airflow's AIR rules)
 	$(VENV)/bin/ruff check .

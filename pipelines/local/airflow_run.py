@@ -1,4 +1,4 @@
-"""Run the nightly DAG on this machine with ``airflow dags test``, showing each task as it starts and ends.
+"""Run the nightly DAG on this machine with ``airflow dags test`` (``pipelines.local.dag_test``), showing each task as it starts and ends.
 
 The run's task states come from Airflow's public CLI (``airflow tasks states-for-dag-run -o json``),
 polled while the run goes on: never from its ORM, which Airflow 3 treats as internal. The DAG's own
@@ -61,13 +61,25 @@ def task_states(dag_id: str, ds: str, env: dict[str, str], since: dt.datetime | 
     done = subprocess.run([sys.executable, "-m", "airflow", "tasks", "states-for-dag-run", dag_id,
                            logical.isoformat(), "-o", "json"], env=env, capture_output=True, text=True,
                           preexec_fn=lambda: os.nice(10))  # the run itself comes first on 2 cores
-    if done.returncode != 0 or "[" not in done.stdout:
-        return []
-    try:
-        rows = json.loads(done.stdout[done.stdout.index("["):])
-    except ValueError:
+    rows = cli_json(done.stdout) if done.returncode == 0 else None
+    if not isinstance(rows, list):
         return []
     return sorted((_task_state(row, since) for row in rows), key=lambda s: (s.started is None, s.started or 0, s.task))
+
+
+def cli_json(stdout: str):
+    """The JSON document an Airflow CLI command printed with ``-o json`` (None if none).
+
+    Airflow may print warnings to stdout before it (``[warning  ] Could not import graphviz``), so
+    the document is the last line that parses as JSON.
+    """
+    for line in reversed(stdout.splitlines()):
+        if line.startswith(("[", "{")):
+            try:
+                return json.loads(line)
+            except ValueError:
+                continue
+    return None
 
 
 def _task_state(row: dict[str, str], since: dt.datetime | None) -> TaskState:
@@ -114,7 +126,8 @@ def run_dag_test(config: PipelineConfig, env: dict[str, str], ds: str, stages: d
     launched, started = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1), time.monotonic()
     progress = Progress(out, started)
     with timed(stages, "DAG run (total)"), log_file.open("w") as log:
-        process = subprocess.Popen([sys.executable, "-m", "airflow", "dags", "test", dag_id, ds],
+        # airflow dags test, with the run's true start date (see pipelines.local.dag_test)
+        process = subprocess.Popen([sys.executable, "-m", "pipelines.local.dag_test", dag_id, ds],
                                    env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             while not _finished_within(process, poll_seconds):

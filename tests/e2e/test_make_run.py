@@ -7,6 +7,7 @@ metadata, land the demo, validate the earlier days with a counted progress line,
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import subprocess
@@ -15,7 +16,9 @@ import sys
 import pytest
 
 from pipelines import lake
-from pipelines.config import REPO_ROOT
+from pipelines.config import REPO_ROOT, load_config
+from pipelines.local.airflow_run import cli_json
+from pipelines.local.environment import pipeline_environment
 
 pytestmark = pytest.mark.e2e
 DS = "2026-11-27"
@@ -25,6 +28,7 @@ def test_make_run_shows_each_task_and_ends_with_the_summary(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PIPELINE__PATHS__"))}
     env.update({f"PIPELINE__PATHS__{key.upper()}": str(tmp_path / key)
                 for key in ("var_dir", "lake_dir", "gx_dir", "mlflow_dir", "reports_dir")})
+    launched = dt.datetime.now(dt.UTC)
     done = subprocess.run([sys.executable, "-m", "pipelines", "run", "--ds", DS], cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=900)
     out = done.stdout
@@ -42,3 +46,13 @@ def test_make_run_shows_each_task_and_ends_with_the_summary(tmp_path):
     assert "Gate: " in summary and "Recommendations: " in summary and "  build_features (success)" in summary
     assert (tmp_path / "reports_dir" / f"run-{DS}.json").exists()
     assert (tmp_path / "lake_dir" / "outputs" / "recommendations" / f"dt={DS}" / lake.PART_FILE).exists()
+    # The run records when it really ran (the UI's duration), not its logical date (apache/airflow#66127).
+    paths = {key: str(tmp_path / key) for key in ("var_dir", "lake_dir", "gx_dir", "mlflow_dir", "reports_dir")}
+    airflow_env = pipeline_environment(load_config({"paths": paths}), env)
+    runs = subprocess.run([sys.executable, "-m", "airflow", "dags", "list-runs", "clickstream_nightly", "-o", "json"],
+                          env=airflow_env, capture_output=True, text=True)
+    assert runs.returncode == 0, runs.stderr[-2000:]
+    run = cli_json(runs.stdout)[0]
+    started, ended = dt.datetime.fromisoformat(run["start_date"]), dt.datetime.fromisoformat(run["end_date"])
+    assert launched <= started < ended <= dt.datetime.now(dt.UTC), run
+    assert run["logical_date"].startswith(DS)

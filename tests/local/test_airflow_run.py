@@ -35,3 +35,12 @@ def test_instances_of_an_earlier_run_read_as_not_started():
 
 def test_the_cli_answers_no_states_for_a_run_that_does_not_exist():
     assert task_states("clickstream_nightly", "1999-01-01", dict(os.environ)) == []
+
+
+def test_cli_json_skips_the_warnings_airflow_prints_before_it():
+    from pipelines.local.airflow_run import cli_json
+
+    stdout = ('2026-12-01T11:12:05Z [warning  ] Could not import graphviz.\nYou might need [this]\n'
+              '[{"dag_id": "clickstream_nightly", "state": "success"}]\n')
+    assert cli_json(stdout) == [{"dag_id": "clickstream_nightly", "state": "success"}]
+    assert cli_json("[warning  ] nothing else\n") is None
