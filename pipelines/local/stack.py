@@ -9,7 +9,7 @@ them: ``docker/compose.yaml`` describes the same services with the same environm
 
 Each service runs in its own process group with its pid in ``<var>/stack/pids/<service>.pid`` and its
 log in ``<var>/stack/logs/<service>.log``; ``down`` stops exactly those processes (by pid, never by
-name, and only while the pid still runs the recorded command). ``up`` twice is a no-op. Passwords
+name, and only while the pid is still the process that was started). ``up`` twice is a no-op. Passwords
 and secrets are generated once under ``<var>/secrets/`` (0600). PostgreSQL refuses to run as root:
 under root it runs as the ``postgres`` system user, with its data directory outside ``var/`` where
 that user can reach it.
@@ -77,7 +77,6 @@ class Service:
     ready: str  # "tcp", "http:<url>", "log:<text>" or "health:<component>" (Airflow's health endpoint)
     port: int | None = None
     user: str | None = None  # run as this system user (PostgreSQL under root)
-    matches: str = ""  # what /proc/<pid>/cmdline must contain for the pid to still be this service
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -139,7 +138,7 @@ def stack_environment(config: PipelineConfig, ports: Ports, base: dict[str, str]
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://{database}/airflow",
         "AIRFLOW__CELERY__BROKER_URL": f"redis://{HOST}:{ports.redis}/0",
-        "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql://{database}/airflow",
+        "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql+psycopg2://{database}/airflow",
         "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
         # Every component signs and checks the Task SDK's tokens with the same key ("Invalid auth token").
         "AIRFLOW__API_AUTH__JWT_SECRET": _secret(config, "airflow-jwt-secret"),
@@ -171,34 +170,32 @@ def services(stack: Stack) -> list[Service]:
     return [
         Service("postgres", [str(PG_BIN / "postgres"), "-D", str(stack.pg_data), "-p", str(ports.postgres),
                              "-c", f"listen_addresses={HOST}", "-c", f"unix_socket_directories={stack.pg_data}"],
-                "tcp", ports.postgres, user="postgres" if os.geteuid() == 0 else None, matches="postgres"),
+                "tcp", ports.postgres, user="postgres" if os.geteuid() == 0 else None),
         Service("redis", [_redis_server(), "--bind", HOST, "--port", str(ports.redis), "--save", "",
-                          "--appendonly", "no", "--dir", str(stack.state_dir)], "tcp", ports.redis,
-                matches="redis-server"),
+                          "--appendonly", "no", "--dir", str(stack.state_dir)], "tcp", ports.redis),
         Service("airflow-apiserver", [*airflow, "api-server", "--host", HOST, "--port", str(ports.airflow)],
-                f"http:{stack.airflow_url}/api/v2/monitor/health", ports.airflow, matches="api-server"),
-        Service("airflow-scheduler", [*airflow, "scheduler"], "health:scheduler", matches="scheduler"),
-        Service("airflow-dag-processor", [*airflow, "dag-processor"], "health:dag_processor", matches="dag-processor"),
-        Service("airflow-triggerer", [*airflow, "triggerer"], "health:triggerer", matches="triggerer"),
+                f"http:{stack.airflow_url}/api/v2/monitor/health", ports.airflow),
+        Service("airflow-scheduler", [*airflow, "scheduler"], "health:scheduler"),
+        Service("airflow-dag-processor", [*airflow, "dag-processor"], "health:dag_processor"),
+        Service("airflow-triggerer", [*airflow, "triggerer"], "health:triggerer"),
         Service("airflow-worker", [*airflow, "celery", "worker", "--queues", "default", "--concurrency", "2",
                                    "--celery-hostname", "default@%h", "--without-gossip", "--without-mingle"],
-                "log:ready.", ports.worker_logs, matches="celery"),
+                "log:ready.", ports.worker_logs),
         Service("airflow-worker-gpu", [*airflow, "celery", "worker", "--queues", stack.config.airflow.gpu_queue,
                                        "--concurrency", "1", "--celery-hostname", "gpu@%h", "--skip-serve-logs",
-                                       "--without-gossip", "--without-mingle"], "log:ready.", matches="celery"),
+                                       "--without-gossip", "--without-mingle"], "log:ready."),
         Service("mlflow", [py, "-m", "mlflow", "server", "--host", HOST, "--port", str(ports.mlflow),
                            "--workers", "1", "--backend-store-uri", store, "--serve-artifacts",
                            "--artifacts-destination", (stack.state_dir / "mlflow-artifacts").as_uri(),
                            "--allowed-hosts", f"{HOST}:{ports.mlflow},localhost:{ports.mlflow}"],
-                f"http:{stack.mlflow_url}/health", ports.mlflow, matches="mlflow"),
+                f"http:{stack.mlflow_url}/health", ports.mlflow),
         Service("spark-master", [spark_class, MASTER_CLASS, "--host", HOST, "--port", str(ports.spark),
-                                 "--webui-port", str(ports.spark_ui)], "log:I have been elected leader", ports.spark,
-                matches=MASTER_CLASS),
+                                 "--webui-port", str(ports.spark_ui)], "log:I have been elected leader", ports.spark),
         Service("spark-worker", [spark_class, WORKER_CLASS, f"spark://{HOST}:{ports.spark}", "--host", HOST,
                                  "--cores", str(os.cpu_count() or 2), "--memory", "4g",
                                  "--webui-port", str(ports.spark_worker_ui),
                                  "--work-dir", str(stack.state_dir / "spark-work")],
-                "log:Successfully registered with master", ports.spark_worker_ui, matches=WORKER_CLASS),
+                "log:Successfully registered with master", ports.spark_worker_ui),
     ]
 
 
@@ -219,20 +216,25 @@ def build_stack(config: PipelineConfig, base: dict[str, str] | None = None) -> S
 # --- processes -----------------------------------------------------------------------------------
 
 def running_pid(stack: Stack, service: Service) -> int | None:
-    """The recorded pid of ``service`` if it is alive and still runs that service's command."""
+    """The recorded pid of ``service`` if that very process still runs (same pid, same start time).
+
+    The start time (``/proc/<pid>/stat``) tells the service from a later process that got its pid;
+    the command line cannot (Airflow and Redis rewrite their process titles).
+    """
     try:
-        pid = int(stack.pid_file(service.name).read_text().strip())
+        pid, started = stack.pid_file(service.name).read_text().split()
+        return int(pid) if _start_time(int(pid)) == started else None
     except (FileNotFoundError, ValueError):
         return None
-    for _ in range(20):  # spark-class's cmdline reads empty while it execs into java
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except (FileNotFoundError, ProcessLookupError):
-            return None
-        if cmdline:
-            return pid if service.matches in cmdline else None
-        time.sleep(0.05)
-    return None
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "; comm may hold spaces
+    return None if fields[0] == "Z" else fields[19]  # starttime; a zombie has exited
 
 
 def _port_open(port: int) -> bool:
@@ -251,7 +253,7 @@ def _launch(stack: Stack, service: Service) -> int:
     with log_file.open("ab") as log:
         process = subprocess.Popen(command, env={**stack.env, **service.env}, stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, cwd=REPO_ROOT, start_new_session=True)
-    stack.pid_file(service.name).write_text(f"{process.pid}\n")
+    stack.pid_file(service.name).write_text(f"{process.pid} {_start_time(process.pid)}\n")
     return process.pid
 
 
@@ -346,8 +348,9 @@ def _init_postgres(stack: Stack) -> None:
     if (data / "PG_VERSION").exists():
         return
     data.mkdir(parents=True, exist_ok=True)
-    password_file = data / ".initdb-password"
+    password_file = data.with_name(data.name + ".initdb-password")
     password_file.write_text(_secret(stack.config, "stack-db-password"))
+    password_file.chmod(0o600)
     if os.geteuid() == 0:
         user = pwd.getpwnam("postgres")
         data.chmod(0o700)
@@ -368,13 +371,15 @@ def _create_databases(stack: Stack) -> None:
     password = _secret(stack.config, "stack-db-password")
     connection = psycopg2.connect(host=HOST, port=stack.ports.postgres, user=DB_USER, password=password,
                                   dbname="postgres")
-    connection.autocommit = True
-    with connection, connection.cursor() as cursor:
-        for database in DATABASES:
-            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
-            if cursor.fetchone() is None:
-                cursor.execute(f'CREATE DATABASE "{database}"')
-    connection.close()
+    connection.autocommit = True  # CREATE DATABASE cannot run in a transaction (nor in ``with connection``)
+    try:
+        with connection.cursor() as cursor:
+            for database in DATABASES:
+                cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+                if cursor.fetchone() is None:
+                    cursor.execute(f'CREATE DATABASE "{database}"')
+    finally:
+        connection.close()
 
 
 def _migrate_airflow(stack: Stack) -> None:
@@ -413,42 +418,51 @@ def up(stack: Stack, timeout: float = 180.0, out=sys.stdout) -> list[str]:
 
 
 def down(stack: Stack, timeout: float = 30.0) -> dict[str, int]:
-    """Stop, in reverse start order, exactly the processes ``up`` recorded; {service: pid stopped}."""
+    """Stop exactly the processes ``up`` recorded; {service: pid stopped}.
+
+    The services go down together, then Redis and PostgreSQL, which the others write to while they
+    stop. Each gets SIGTERM (PostgreSQL SIGINT, its fast shutdown) to its process group, and SIGKILL
+    after ``timeout`` seconds.
+    """
     stopped = {}
-    for service in reversed(services(stack)):
-        pid = running_pid(stack, service)
-        if pid is not None:
-            _stop_group(pid, timeout, signal.SIGINT if service.name == "postgres" else signal.SIGTERM)
-            stopped[service.name] = pid
-        stack.pid_file(service.name).unlink(missing_ok=True)
+    every = services(stack)
+    for group in ([s for s in every if s.name not in STORES], [s for s in every if s.name in STORES]):
+        pids = {service.name: running_pid(stack, service) for service in group}
+        pids = {name: pid for name, pid in pids.items() if pid is not None}
+        for name, pid in pids.items():
+            _signal_group(pid, signal.SIGINT if name == "postgres" else signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while any(_alive_group(pid) for pid in pids.values()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for pid in pids.values():
+            if _alive_group(pid):
+                _signal_group(pid, signal.SIGKILL)
+        stopped.update(pids)
+        for service in group:
+            stack.pid_file(service.name).unlink(missing_ok=True)
     return stopped
 
 
-def _stop_group(pid: int, timeout: float, first: signal.Signals) -> None:
-    """Signal the service's process group (the service and the children it forked), then wait; SIGKILL late."""
+STORES = ("postgres", "redis")
+
+
+def _signal_group(pid: int, signum: signal.Signals) -> None:
     try:
-        os.killpg(pid, first)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
-            return
-        _reap(pid)
-        time.sleep(0.2)
-    try:
-        os.killpg(pid, signal.SIGKILL)
+        os.killpg(pid, signum)  # the service and the children it forked (its process group is its pid)
     except ProcessLookupError:
         pass
 
 
-def _reap(pid: int) -> None:
+def _alive_group(pid: int) -> bool:
     try:
         os.waitpid(pid, os.WNOHANG)  # a service this process started itself (tests) must not stay a zombie
     except ChildProcessError:
         pass
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def status(stack: Stack) -> list[dict[str, object]]:

@@ -77,7 +77,7 @@ def _train_and_log(config, features, model_name, params, train_settings, identit
         mlflow.log_metrics({f"test_{name}": value for name, value in test.items()})
         mlflow.log_metrics({"best_epoch": result.best_epoch, "train_seconds": result.train_seconds})
         mlflow.set_tag("pipeline.stopped_reason", result.stopped_reason)
-        model_info = mlflow.keras.log_model(result.model, name="model")
+        model_info = mlflow.keras.log_model(result.model, name="model", pip_requirements=serving_requirements())
         version = mlflow.register_model(model_info.model_uri, config.promotion.registered_model,
                                         tags={**identity, **lineage, "pipeline.gate": "pending",
                                               "pipeline.test_ndcg": f"{test[f'ndcg_at_{k}']:.6f}"})
@@ -90,6 +90,17 @@ def _train_and_log(config, features, model_name, params, train_settings, identit
     log.info("%s for %s: test %s after %s epochs (%s); model version %s", model_name, features.ds, test,
              result.epochs_run, result.stopped_reason, version.version)
     return candidate
+
+
+def serving_requirements() -> list[str]:
+    """What loading a logged model needs, pinned to the versions that trained it.
+
+    Given explicitly, MLflow skips inferring them, which loads the model again in a subprocess
+    (about 15 s a model on 2 cores) and guesses from the imports it sees.
+    """
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("keras", "tensorflow", "numpy")]
 
 
 def _log_data_checks(config: PipelineConfig, ds: str) -> None:
