@@ -417,7 +417,7 @@ def up(stack: Stack, timeout: float = 180.0, out=sys.stdout) -> list[str]:
     return started
 
 
-def down(stack: Stack, timeout: float = 30.0) -> dict[str, int]:
+def down(stack: Stack, timeout: float = 30.0, every: list[Service] | None = None) -> dict[str, int]:
     """Stop exactly the processes ``up`` recorded; {service: pid stopped}.
 
     The services go down together, then Redis and PostgreSQL, which the others write to while they
@@ -425,17 +425,17 @@ def down(stack: Stack, timeout: float = 30.0) -> dict[str, int]:
     after ``timeout`` seconds.
     """
     stopped = {}
-    every = services(stack)
+    every = services(stack) if every is None else every
     for group in ([s for s in every if s.name not in STORES], [s for s in every if s.name in STORES]):
         pids = {service.name: running_pid(stack, service) for service in group}
         pids = {name: pid for name, pid in pids.items() if pid is not None}
         for name, pid in pids.items():
             _signal_group(pid, signal.SIGINT if name == "postgres" else signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while any(_alive_group(pid) for pid in pids.values()) and time.monotonic() < deadline:
+        while any(group_alive(pid) for pid in pids.values()) and time.monotonic() < deadline:
             time.sleep(0.2)
         for pid in pids.values():
-            if _alive_group(pid):
+            if group_alive(pid):
                 _signal_group(pid, signal.SIGKILL)
         stopped.update(pids)
         for service in group:
@@ -453,7 +453,7 @@ def _signal_group(pid: int, signum: signal.Signals) -> None:
         pass
 
 
-def _alive_group(pid: int) -> bool:
+def group_alive(pid: int) -> bool:
     try:
         os.waitpid(pid, os.WNOHANG)  # a service this process started itself (tests) must not stay a zombie
     except ChildProcessError:
