@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipelines.config import REPO_ROOT, PipelineConfig
-from pipelines.local.environment import pipeline_environment
+from pipelines.local.environment import pipeline_environment, shell_exports
 from pipelines.local.spark_cluster import MASTER_CLASS, WORKER_CLASS, spark_home
 
 HOST = "127.0.0.1"
@@ -503,8 +503,8 @@ def main(argv: list[str] | None = None) -> int:
             print("stopped " + ", ".join(f"{name} (pid {pid})" for name, pid in stopped.items()) if stopped
                   else "stack: nothing was running")
         else:
-            keys = sorted(k for k in stack.env if k.startswith(("AIRFLOW", "PIPELINE", "SPARK_HOME")))
-            print("\n".join(f"export {key}='{stack.env[key]}'" for key in keys))
+            print(shell_exports(stack.env, sorted(k for k in stack.env
+                                                  if k.startswith(("AIRFLOW", "PIPELINE", "SPARK_HOME")))))
     except StackError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
