@@ -7,6 +7,7 @@ its recorded pids) when the session ends, also when a test failed.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 
 import pytest
@@ -16,7 +17,12 @@ from pipelines.config import load_config
 PORTS = {"POSTGRES": 5543, "REDIS": 6390, "AIRFLOW": 8180, "MLFLOW": 5100, "SPARK": 7177, "SPARK_UI": 8190,
          "SPARK_WORKER_UI": 8191, "WORKER_LOGS": 8893}
 DAG = "clickstream_nightly"
-LATEST = "2026-11-30"  # the scheduler's latest complete interval on 2026-12-01 (today in this project)
+TODAY = dt.datetime.now(dt.UTC).date()
+LATEST = (TODAY - dt.timedelta(days=1)).isoformat()  # the scheduler's latest complete interval: yesterday
+
+
+def days_before(day: str, n: int) -> str:
+    return (dt.date.fromisoformat(day) - dt.timedelta(days=n)).isoformat()
 
 
 @pytest.fixture(scope="session")

@@ -22,13 +22,13 @@ import pytest
 
 from pipelines import lake
 from pipelines.config import REPO_ROOT
-from tests.stack.conftest import DAG, LATEST
+from tests.stack.conftest import DAG, LATEST, TODAY, days_before
 
 pytestmark = pytest.mark.stack
 RUN_TIMEOUT = 600
 SHOTS = REPO_ROOT / "var" / "screenshots"  # kept after the run, for people to look at
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-DAYS = ("2026-11-28", "2026-11-29")  # the days backfilled after the latest night ran
+DAYS = (days_before(LATEST, 2), days_before(LATEST, 1))  # the days backfilled after the latest night ran
 
 
 def outputs(config, ds):
@@ -127,7 +127,7 @@ def landed(stack):
     from pipelines.local.runner import land_demo, validate_earlier_days
 
     _, _, config = stack
-    land_demo(config, "2026-12-01")
+    land_demo(config, TODAY.isoformat())  # demo.days (6) days: the form's trigger of today has data too
     validate_earlier_days(config, DAYS[0])  # what the nights before the first one the stack runs did
     return config
 
@@ -276,7 +276,7 @@ def test_a_bad_day_inside_a_backfill_stops_at_validation_and_keeps_the_champion(
     running, api, config = stack
     from mlflow import MlflowClient
 
-    bad = "2026-11-27"
+    bad = days_before(LATEST, 3)
     raw = lake.partition_path(config.layout.raw_events, bad)
     for part in raw.glob("*.jsonl"):
         lines = part.read_text().splitlines()
