@@ -67,6 +67,15 @@ chromium: ## Install Debian's chromium and chromium-driver when missing (the bro
 	  echo "installing chromium (apt-get) ..."; \
 	  apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null; }; }
 
+serving-db-up: setup ## Start the embedded serving PostgreSQL (127.0.0.1:5434, database serving) that make run publishes to
+	$(PY) -m pipelines.local.serving_db up
+
+serving-db-down: setup ## Stop the embedded serving PostgreSQL (by its recorded pid)
+	$(PY) -m pipelines.local.serving_db down
+
+serving-psql: setup ## psql on the serving database (starts it when down): make serving-psql [SQL='select ...']
+	$(PY) -m pipelines.local.serving_db psql $(if $(SQL),"$(SQL)",)
+
 stack-up: setup redis-server ## Start PostgreSQL, Redis, Airflow (Celery), MLflow server and Spark cluster as local processes
 	$(PY) -m pipelines.local.stack up
 
@@ -121,6 +130,8 @@ spark-cluster-stop: ## Stop exactly the master and worker that make spark-cluste
 
 bench-features: setup ## Spark job vs DuckDB SQL on 1M and 10M events, full and as a scheduled night (BENCH_ARGS: --with-50m, --no-nightly)
 	$(PY) -m benchmarks.features.run $(BENCH_ARGS)
+bench-publish: setup ## The publish task on 1M recommendation rows into an embedded PostgreSQL: rows/s, rerun, vs row INSERTs
+	$(PY) -m benchmarks.publishing.run $(BENCH_ARGS)
 bench-validation: setup ## validate_raw_events with and without the raw contract on one 1M-event day (BENCH_ARGS: --events N)
 	$(PY) -m benchmarks.validation.run $(BENCH_ARGS)
 # --- end of the clickstream/cluster/benchmark block ------------------------------------------------

@@ -17,7 +17,10 @@ Turns one day of raw clickstream (`ds`, the run's logical date) into next-item r
    date; the live alias moves only for the latest date.
 7. **score_users**: the champion's top-K per active user to `outputs/recommendations/dt=<ds>`, and each
    campaign's audience (the users likeliest to want its items) to `outputs/audiences/dt=<ds>`.
-8. **write_run_report** (teardown: runs whatever happened, does not decide the run's state): the run
+8. **publish**: the day's recommendations and audiences by customer id (anonymous visitors left out)
+   into the serving PostgreSQL of the `postgres_serving` connection, in one transaction (a rerun
+   replaces the day; a failure leaves the previous day serving), and as JSON Lines exports.
+9. **write_run_report** (teardown: runs whatever happened, does not decide the run's state): the run
    report `reports/run-<ds>.html` (and `.md`, and in MLflow) with the checks, metrics, gate and plots.
 
 Every task reads and writes only its `ds` partition, atomically, so reruns and backfills give the
@@ -39,6 +42,7 @@ CONFIG = load_config()
 FEATURES = Asset(name="clickstream_features", uri=CONFIG.layout.features.as_uri())
 RECOMMENDATIONS = Asset(name="clickstream_recommendations", uri=CONFIG.layout.recommendations.as_uri())
 AUDIENCES = Asset(name="campaign_audiences", uri=CONFIG.layout.audiences.as_uri())
+PUBLISHED = Asset(name="serving_recommendations", uri=f"postgres://{CONFIG.publishing.conn_id}/{CONFIG.publishing.schema_name}")
 
 
 @dag(
@@ -116,6 +120,12 @@ def clickstream_nightly():
 
         return tasks.score_users(ds, params["overrides"])
 
+    @task(outlets=[PUBLISHED])
+    def publish(scored: dict, ds: str, params: dict) -> dict:
+        from pipelines import tasks
+
+        return tasks.publish_outputs(ds, params["overrides"])
+
     @teardown
     def write_run_report(ds: str, params: dict, dag_run=None) -> dict:
         from pipelines import tasks
@@ -127,7 +137,7 @@ def clickstream_nightly():
     raw_checks >> build_features >> feature_checks
     candidates = train_candidate.partial().expand(model_name=CONFIG.training.models)
     feature_checks >> candidates
-    score_users(promote_champion(evaluate_candidates(candidates))) >> write_run_report()
+    publish(score_users(promote_champion(evaluate_candidates(candidates)))) >> write_run_report()
 
 
 clickstream_nightly()

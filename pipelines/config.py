@@ -179,11 +179,69 @@ class PromotionConfig(_Section):
     confidence: float = Field(gt=0.5, lt=1.0)
 
 
+class RulesConfig(_Section):
+    """Business rules applied to every user's scores before the top-K (``pipelines.scoring.rules``)."""
+
+    exclude_purchased: bool
+    catalog: bool
+    exclude_categories: list[str]
+    min_price: float | None = Field(default=None, ge=0.0)
+    max_price: float | None = Field(default=None, ge=0.0)
+    max_per_category: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _price_range(self) -> RulesConfig:
+        if self.min_price is not None and self.max_price is not None and self.min_price > self.max_price:
+            raise ValueError(f"scoring.rules: min_price {self.min_price} is above max_price {self.max_price}")
+        return self
+
+
+class CampaignRuleConfig(_Section):
+    """What one campaign asks of every user's list: its items boosted, or some of them required."""
+
+    boost: float = 0.0  # added to the logit of the campaign's items (log of the odds multiplier)
+    required: int = Field(default=0, ge=0)  # at least this many of its items in each list (when eligible)
+
+
 class ScoringConfig(_Section):
     top_k: int
     batch_size: int
     without_champion: Literal["popularity", "fail"]
     audience_size: int = Field(ge=1)
+    audience_share: float | None = Field(default=None, gt=0.0, le=1.0)
+    rules: RulesConfig
+    campaigns: dict[str, CampaignRuleConfig]
+    lift_seed: int
+
+
+class PublishingConfig(_Section):
+    enabled: bool
+    conn_id: str
+    schema_name: str
+    anonymous_user_ids: str
+    max_customer_id_length: int = Field(ge=1)
+    export_jsonl: bool
+
+    @field_validator("anonymous_user_ids")
+    @classmethod
+    def _compiles(cls, pattern: str) -> str:
+        import re
+
+        try:
+            re.compile(pattern)
+        except re.error as err:
+            raise ValueError(f"publishing.anonymous_user_ids {pattern!r} is not a regular expression: {err}") from None
+        return pattern
+
+    @field_validator("schema_name")
+    @classmethod
+    def _identifier(cls, name: str) -> str:
+        import re
+
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", name):
+            raise ValueError(f"publishing.schema_name {name!r}: use lower-case letters, digits and _ (a plain "
+                             "PostgreSQL identifier)")
+        return name
 
 
 class ReportConfig(_Section):
@@ -208,6 +266,7 @@ class PipelineConfig(_Section):
     evaluation: EvaluationConfig
     promotion: PromotionConfig
     scoring: ScoringConfig
+    publishing: PublishingConfig
     report: ReportConfig
     mlflow: MlflowConfig
 

@@ -7,7 +7,11 @@
     <lake>/features/dt=D/<table>/, _stats.json  what the feature job writes (FEATURE_TABLES)
     <lake>/checks/dt=D/<check>.json             each data check's record (raw_events, features)
     <lake>/evaluations/dt=D/                    candidates/<model>.json, evaluation.json, decision.json
-    <lake>/outputs/recommendations/dt=D/, outputs/audiences/dt=D/
+    <lake>/raw/catalog/dt=D/                    optional: the shop's catalog (availability, stock, price)
+    <lake>/outputs/recommendations/dt=D/, outputs/audiences/dt=D/  (by user_key; _rules.json, _lift.json)
+    <lake>/outputs/publications/dt=D/publication.json  what the publish task wrote (counts only)
+    <lake>/activation/exports/dt=D/             JSON Lines by customer id (the raw zone's trust boundary)
+    <lake>/quarantine/publishing/dt=D/          customer ids the serving tables cannot take
     <lake>/registry/champion_history.jsonl      every move of the champion alias
     <reports>/run-D.{html,md,json}              the run report and summary
 
@@ -102,6 +106,22 @@ class LakeLayout:
         return self.lake_dir / "quarantine" / "events"
 
     @property
+    def catalog(self) -> Path:
+        return self.lake_dir / "raw" / "catalog"
+
+    @property
+    def publishing_quarantine(self) -> Path:
+        return self.lake_dir / "quarantine" / "publishing"
+
+    @property
+    def activation_exports(self) -> Path:
+        return self.lake_dir / "activation" / "exports"
+
+    @property
+    def publications(self) -> Path:
+        return self.lake_dir / "outputs" / "publications"
+
+    @property
     def imports(self) -> Path:
         return self.lake_dir / "imports"
 
@@ -145,6 +165,17 @@ class LakeLayout:
 
     def decision_record(self, ds: str) -> Path:
         return partition_path(self.evaluations, ds) / "decision.json"
+
+    def publication_record(self, ds: str) -> Path:
+        return partition_path(self.publications, ds) / "publication.json"
+
+    def rules_record(self, ds: str) -> Path:
+        """What the business rules removed in the day's recommendations (beside them, not read as data)."""
+        return partition_path(self.recommendations, ds) / "_rules.json"
+
+    def lift_record(self, ds: str) -> Path:
+        """The campaigns' audience lift measured on the day (beside the audiences)."""
+        return partition_path(self.audiences, ds) / "_lift.json"
 
     def run_report(self, ds: str, suffix: str) -> Path:
         """``reports/run-<ds>.<suffix>``: ``html`` and ``md`` (the report), ``json`` (the run's record)."""

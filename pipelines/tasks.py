@@ -72,6 +72,32 @@ def score_users(ds: str, overrides: dict[str, Any] | None = None) -> dict[str, A
     return write_recommendations(load_config(overrides), ds)
 
 
+def publish_outputs(ds: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The day's outputs by customer id into the serving database named by the Airflow connection."""
+    from pipelines.publishing.publish import publish_outputs as publish
+
+    config = load_config(overrides)
+    return publish(config, ds, serving_target(config.publishing.conn_id) if config.publishing.enabled else None)
+
+
+def serving_target(conn_id: str):
+    """The serving database of the Airflow connection ``conn_id`` (UI, secrets backend or environment)."""
+    from airflow.exceptions import AirflowNotFoundException
+    from airflow.sdk import BaseHook
+
+    from pipelines.publishing.connection import ServingDatabaseError, target_from_fields
+
+    try:
+        connection = BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        raise ServingDatabaseError(
+            f"the Airflow connection {conn_id!r} (publishing.conn_id) is not defined: add it in Admin > "
+            f"Connections (type postgres, the database in 'schema') or set AIRFLOW_CONN_{conn_id.upper()}; "
+            "make run starts an embedded PostgreSQL and sets it itself") from None
+    return target_from_fields(conn_id, connection.host, connection.port, connection.login, connection.password,
+                              connection.schema)
+
+
 def write_run_report(ds: str, overrides: dict[str, Any] | None = None,
                      run_started: dt.datetime | None = None) -> dict[str, Any]:
     """The run report (HTML and Markdown under reports/, and in MLflow), whatever happened to the run."""

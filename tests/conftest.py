@@ -93,3 +93,44 @@ def fresh(registry):
             client.delete_registered_model_alias(config.promotion.registered_model, alias)
     config.layout.champion_history.unlink(missing_ok=True)
     return registry
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def serving_db():
+    """A real PostgreSQL 15 for the session (the embedded serving database on a free port), stopped after.
+
+    Sets the serving connection's variable, as ``make run`` does, and yields its ``ServingTarget``.
+    """
+    import shutil
+
+    from pipelines.config import load_config
+    from pipelines.local.serving_db import (
+        PORT_ENV,
+        connection_value,
+        connection_variable,
+        serving_stack,
+        start,
+        stop,
+    )
+    from pipelines.publishing.connection import target_from_env
+
+    config = load_config()
+    port = free_port()
+    stack = serving_stack(config, {**os.environ, PORT_ENV: str(port)})
+    start(stack)
+    variable = connection_variable(config)
+    os.environ[variable] = connection_value(config, port)
+    try:
+        yield target_from_env(config.publishing.conn_id)
+    finally:
+        os.environ.pop(variable, None)
+        stop(stack)
+        shutil.rmtree(stack.pg_data, ignore_errors=True)

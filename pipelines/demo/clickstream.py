@@ -44,11 +44,14 @@ def generate_demo_clickstream(
     events_per_day: int = 25_000,
     seed: int = 42,
     collector_noise_rate: float = 0.0,
+    catalog_root: Path | None = None,
 ) -> dict:
     """Write ``days`` daily partitions ending at ``end_date`` (inclusive); return what was written.
 
     ``collector_noise_rate`` is the share of lines a real collector gets wrong (replayed events,
     truncated lines, unknown event types, lost user ids); validation must quarantine exactly those.
+    With ``catalog_root``, the shop's catalog export of ``end_date`` lands there too
+    (``dt=<end_date>/catalog.csv``: item_id, available, stock, price, category), a few items out of stock.
     """
     if days < 1 or events_per_day < 1:
         raise ValueError(f"days={days}, events_per_day={events_per_day}: both must be >= 1; "
@@ -65,10 +68,34 @@ def generate_demo_clickstream(
         path = _write_day(Path(raw_events_root), day, lines)
         events_written[day.isoformat()] = len(lines)
         paths.append(str(path))
+    if catalog_root is not None:
+        paths.append(str(_write_catalog(Path(catalog_root), end_date, catalog, seed)))
     return {
         "raw_events_root": str(raw_events_root), "days": list(events_written),
         "events_per_day": events_written, "total_events": sum(events_written.values()), "paths": paths,
     }
+
+
+OUT_OF_STOCK_SHARE = 0.03  # of the demo's items, on the catalog's day
+CATALOG_FILE_NAME = "catalog.csv"
+
+
+def _write_catalog(catalog_root: Path, day: date, catalog: DemoCatalog, seed: int) -> Path:
+    """The day's catalog export as a shop's feed would give it (CSV; stock 0 or available false: not sellable)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    rng = np.random.default_rng([seed, day.toordinal(), 11])
+    n = len(catalog.item_ids)
+    out_of_stock = rng.random(n) < OUT_OF_STOCK_SHARE
+    stock = np.where(out_of_stock, 0, rng.integers(1, 500, n))
+    table = pa.table({"item_id": catalog.item_ids.tolist(), "available": (rng.random(n) > 0.005).tolist(),
+                      "stock": stock.tolist(), "price": np.round(catalog.price, 2).tolist(),
+                      "category": [CATEGORIES[c][0] for c in catalog.item_category]})
+    target = partition_path(catalog_root, day.isoformat())
+    with atomic_partition(target) as staging:
+        pacsv.write_csv(table, staging / CATALOG_FILE_NAME)
+    return target / CATALOG_FILE_NAME
 
 
 def _write_day(raw_events_root: Path, day: date, lines: list[str]) -> Path:

@@ -164,10 +164,14 @@ def build_users(n_users: int, catalog: DemoCatalog, seed: int) -> DemoUsers:
     interest_cdf[:, -1] = 1.0
     activity = rng.lognormal(0.0, 1.2, n_users)
     device = rng.choice(len(DEVICES), n_users, p=DEVICE_SHARES)
+    email = _emails(n_users, rng)
     return DemoUsers(
-        user_ids=np.array([f"U{number:06d}" for number in range(1, n_users + 1)]),
+        # Shoppers with an account (and an email) are customers; the others are anonymous visitors,
+        # known only by a cookie id, whom publishing never sends to the CRM tools.
+        user_ids=np.array([f"U{number:06d}" if address else f"anon-{number:06d}"
+                           for number, address in enumerate(email, start=1)]),
         interests=interests, interest_cdf=interest_cdf, activity=activity / activity.sum(),
-        device=device, email=_emails(n_users, rng), ip_address=_ip_addresses(n_users, rng),
+        device=device, email=email, ip_address=_ip_addresses(n_users, rng),
         user_agent=[_pick(USER_AGENTS[DEVICES[d]], rng) for d in device],
         series_offset=rng.integers(0, catalog.block_size.max(), n_users),
         series_pace=rng.choice([1, 2], n_users, p=[0.7, 0.3]),

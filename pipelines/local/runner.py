@@ -18,6 +18,7 @@ from pipelines import lake
 from pipelines.config import PipelineConfig
 from pipelines.local.airflow_run import run_dag_test, timed
 from pipelines.local.environment import check_java, pipeline_environment, prepare_airflow
+from pipelines.local.serving_db import embedded_serving_db
 from pipelines.reporting.record import collect_run_record, write_run_record
 from pipelines.reporting.report import write_run_report
 from pipelines.reporting.summary import format_run_summary
@@ -34,7 +35,8 @@ def land_demo(config: PipelineConfig, ds: str) -> dict[str, Any]:
     return generate_demo_clickstream(config.layout.raw_events, end_date=dt.date.fromisoformat(ds),
                                      days=demo.days, n_users=demo.n_users, n_items=demo.n_items,
                                      events_per_day=demo.events_per_day, seed=demo.seed,
-                                     collector_noise_rate=demo.collector_noise_rate)
+                                     collector_noise_rate=demo.collector_noise_rate,
+                                     catalog_root=config.layout.catalog)
 
 
 def earlier_days(config: PipelineConfig, ds: str) -> list[str]:
@@ -85,8 +87,38 @@ def run_nightly(config: PipelineConfig, ds: str, *, demo: bool, out: TextIO = sy
     print(f"validating the earlier raw days of the {config.features.window_days}-day window ...", file=out, flush=True)
     with timed(stages, "validate earlier days"):
         validate_earlier_days(config, ds, out)
-    returncode, log_file = run_dag_test(config, env, ds, stages, out)
-    return report_run(config, ds, stages, returncode, log_file, out)
+    with embedded_serving_db(config, env) as serving:  # started for this run unless one is configured
+        env.update(serving)
+        returncode, log_file = run_dag_test(config, env, ds, stages, out)
+        served = _served_sample(config, env)
+    code = report_run(config, ds, stages, returncode, log_file, out)
+    if served:
+        print(served, file=out)
+    return code
+
+
+def _served_sample(config: PipelineConfig, env: dict[str, str]) -> str:
+    """What a marketer's query of the serving database now returns (a few customers), for the summary."""
+    from pipelines.publishing.connection import ServingDatabaseError, connect, target_from_env
+    from pipelines.publishing.store import read_current
+
+    if not config.publishing.enabled:
+        return ""
+    try:
+        target = target_from_env(config.publishing.conn_id, env)
+        connection = connect(target)
+    except ServingDatabaseError as err:
+        return f"Serving database: {err}"
+    try:
+        rows = read_current(connection, config.publishing.schema_name)
+    except Exception as err:  # noqa: BLE001 - a summary line, not the run's outcome
+        return f"Serving database {target.describe()}: not readable ({str(err).splitlines()[0]})"
+    finally:
+        connection.close()
+    lines = [f"Serving database {target.describe()}, {config.publishing.schema_name}.recommendations_current "
+             f"(make serving-psql to query it):"]
+    lines += [f"  {ds} {customer}: {items} (model {version})" for ds, customer, items, version in rows]
+    return "\n".join(lines)
 
 
 def report_run(config: PipelineConfig, ds: str, stages: dict[str, float], returncode: int, log_file,

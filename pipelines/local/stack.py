@@ -44,7 +44,8 @@ from pipelines.local.spark_cluster import MASTER_CLASS, WORKER_CLASS, spark_home
 HOST = "127.0.0.1"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 DB_USER = "pipeline"
-DATABASES = ("airflow", "mlflow")
+SERVING_DATABASE = "serving"  # the published recommendations and audiences (pipelines.publishing)
+DATABASES = ("airflow", "mlflow", SERVING_DATABASE)
 ADMIN = "admin"  # the Airflow UI's user (simple auth manager); its password is generated
 
 
@@ -85,10 +86,11 @@ class Stack:
     config: PipelineConfig
     ports: Ports
     env: dict[str, str]  # the environment of every service and of the pipeline's tasks
+    name: str = "stack"  # <var>/<name>/ holds its pids, logs and data ("serving-db": make run's PostgreSQL)
 
     @property
     def state_dir(self) -> Path:
-        return self.config.layout.var_dir / "stack"
+        return self.config.layout.var_dir / self.name
 
     def pid_file(self, name: str) -> Path:
         return self.state_dir / "pids" / f"{name}.pid"
@@ -153,6 +155,10 @@ def stack_environment(config: PipelineConfig, ports: Ports, base: dict[str, str]
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         f"AIRFLOW_CONN_{config.spark.conn_id.upper()}": json.dumps(
             {"conn_type": "spark", "host": f"spark://{HOST}", "port": ports.spark}),
+        # The publish task's serving database: a database of the same server here, the shop's own in production.
+        f"AIRFLOW_CONN_{config.publishing.conn_id.upper()}": json.dumps(
+            {"conn_type": "postgres", "host": HOST, "port": ports.postgres, "login": DB_USER, "password": password,
+             "schema": SERVING_DATABASE}),
         "PIPELINE__MLFLOW__TRACKING_URI": f"http://{HOST}:{ports.mlflow}",
         "SPARK_HOME": str(spark_home()),
         "SPARK_LOCAL_IP": HOST,
@@ -168,9 +174,7 @@ def services(stack: Stack) -> list[Service]:
     store = f"postgresql+psycopg2://{DB_USER}:{password}@{HOST}:{ports.postgres}/mlflow"
     spark_class = str(Path(env["SPARK_HOME"]) / "bin" / "spark-class")
     return [
-        Service("postgres", [str(PG_BIN / "postgres"), "-D", str(stack.pg_data), "-p", str(ports.postgres),
-                             "-c", f"listen_addresses={HOST}", "-c", f"unix_socket_directories={stack.pg_data}"],
-                "tcp", ports.postgres, user="postgres" if os.geteuid() == 0 else None),
+        postgres_service(stack),
         Service("redis", [_redis_server(), "--bind", HOST, "--port", str(ports.redis), "--save", "",
                           "--appendonly", "no", "--dir", str(stack.state_dir)], "tcp", ports.redis),
         Service("airflow-apiserver", [*airflow, "api-server", "--host", HOST, "--port", str(ports.airflow)],
@@ -197,6 +201,18 @@ def services(stack: Stack) -> list[Service]:
                                  "--work-dir", str(stack.state_dir / "spark-work")],
                 "log:Successfully registered with master", ports.spark_worker_ui),
     ]
+
+
+def postgres_service(stack: Stack) -> Service:
+    ports = stack.ports
+    return Service("postgres", [str(PG_BIN / "postgres"), "-D", str(stack.pg_data), "-p", str(ports.postgres),
+                                "-c", f"listen_addresses={HOST}", "-c", f"unix_socket_directories={stack.pg_data}"],
+                   "tcp", ports.postgres, user="postgres" if os.geteuid() == 0 else None)
+
+
+def database_password(config: PipelineConfig) -> str:
+    """The password of the ``pipeline`` role on the local PostgreSQL servers (generated once, 0600)."""
+    return _secret(config, "stack-db-password")
 
 
 def _redis_server() -> str:
@@ -311,7 +327,7 @@ def _wait_ready(stack: Stack, pending: dict[str, tuple[Service, int]], timeout: 
                          "fix the cause, then make stack-up again (make stack-down stops what started)")
 
 
-def _start(stack: Stack, group: list[Service], timeout: float) -> list[str]:
+def start_services(stack: Stack, group: list[Service], timeout: float) -> list[str]:
     """Start the services of ``group`` that are not running (all at once) and wait until each is ready."""
     pending, started = {}, []
     for service in group:
@@ -343,7 +359,8 @@ def _as_postgres(command: list[str]) -> list[str]:
         else command
 
 
-def _init_postgres(stack: Stack) -> None:
+def init_postgres(stack: Stack) -> None:
+    """``initdb`` of the stack's data directory, once (the ``pipeline`` role with the generated password)."""
     data = stack.pg_data
     if (data / "PG_VERSION").exists():
         return
@@ -365,7 +382,8 @@ def _init_postgres(stack: Stack) -> None:
         raise StackError(f"postgres: initdb of {data} failed:\n{done.stderr[-2000:]}")
 
 
-def _create_databases(stack: Stack) -> None:
+def create_databases(stack: Stack, databases: tuple[str, ...] = DATABASES) -> None:
+    """Create each of ``databases`` that the server does not have yet (idempotent)."""
     import psycopg2
 
     password = _secret(stack.config, "stack-db-password")
@@ -374,7 +392,7 @@ def _create_databases(stack: Stack) -> None:
     connection.autocommit = True  # CREATE DATABASE cannot run in a transaction (nor in ``with connection``)
     try:
         with connection.cursor() as cursor:
-            for database in DATABASES:
+            for database in databases:
                 cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
                 if cursor.fetchone() is None:
                     cursor.execute(f'CREATE DATABASE "{database}"')
@@ -403,14 +421,14 @@ def up(stack: Stack, timeout: float = 180.0, out=sys.stdout) -> list[str]:
         (stack.state_dir / folder).mkdir(parents=True, exist_ok=True)
     every = services(stack)
     by_name = {service.name: service for service in every}
-    _init_postgres(stack)
-    started = _start(stack, [by_name["postgres"], by_name["redis"]], timeout)
-    _create_databases(stack)
+    init_postgres(stack)
+    started = start_services(stack, [by_name["postgres"], by_name["redis"]], timeout)
+    create_databases(stack)
     if "postgres" in started or not (Path(stack.env["AIRFLOW_HOME"]) / ".migrated").exists():
         _migrate_airflow(stack)
         (Path(stack.env["AIRFLOW_HOME"]) / ".migrated").write_text("")
-    started += _start(stack, [by_name["airflow-apiserver"], by_name["mlflow"], by_name["spark-master"]], timeout)
-    started += _start(stack, [s for s in every if s.name not in {"postgres", "redis", "airflow-apiserver",
+    started += start_services(stack, [by_name["airflow-apiserver"], by_name["mlflow"], by_name["spark-master"]], timeout)
+    started += start_services(stack, [s for s in every if s.name not in {"postgres", "redis", "airflow-apiserver",
                                                                   "mlflow", "spark-master"}], timeout)
     print(f"stack up in {time.monotonic() - started_at:.0f}s ({len(started)} started, "
           f"{len(every) - len(started)} already running)", file=out)

@@ -95,10 +95,53 @@ def build_sections(report: dict[str, Any]) -> list[tuple[str, list[str], list[li
     if report.get("audiences"):
         sections.append(("Campaign audiences", ["campaign", "users"],
                          [[name, str(users)] for name, users in report["audiences"].items()]))
+    rules = report.get("rules") or {}
+    if rules:
+        counts = rules.get("counts", {})
+        rows = [[f"removed for everyone: {name}", str(count)] for name, count in rules.get("removed", {}).items()]
+        rows += [["purchased items held back (user, item pairs)", str(counts.get("purchased_removed", 0))],
+                 ["items skipped by the per-category cap", str(counts.get("capped", 0))],
+                 ["items placed because a campaign required them", str(counts.get("required_added", 0))],
+                 [f"users with fewer than {rules.get('top_k')} items", str(counts.get("short_lists", 0))],
+                 ["users with no item at all", str(counts.get("empty_lists", 0))]]
+        rows += [["note", note] for note in rules.get("notes", [])]
+        sections.append(("Business rules" + ("" if rules.get("catalog") else " (no catalog for the day)"),
+                         ["rule", "items"], rows))
+    lift = report.get("lift") or {}
+    if lift.get("campaigns"):
+        sections.append((f"Audience lift (held-out day {lift['holdout_day']}, {lift['users_with_history']} users "
+                         "with history before it)",
+                         ["campaign", "size", "audience responded", "random", "most active", "lift over random",
+                          "lift over most active"],
+                         [[name, str(row["size"]), f"{row['model_rate']:.1%}", f"{row['random_rate']:.1%}",
+                           f"{row['most_active_rate']:.1%}", _times(row["lift_over_random"]),
+                           _times(row["lift_over_most_active"])] for name, row in lift["campaigns"].items()]))
+    elif lift.get("skipped"):
+        sections.append(("Audience lift", ["", ""], [["not measured", lift["skipped"]]]))
+    publication = report.get("publication") or {}
+    if publication:
+        database = publication.get("database") or {}
+        tables = database.get("tables", {})
+        recs = publication["recommendations"]
+        rows = [["serving database", f"{database.get('target', 'none (publishing.enabled off)')} "
+                                     f"schema {database.get('schema', '-')}"],
+                ["customers", str(publication["customers"])],
+                ["rows left out", f"anonymous visitors {recs['anonymous']}, quarantined (id too long) "
+                                  f"{recs['customer_id_too_long']}, unmapped {recs['unmapped']}"]]
+        rows += [[f"table {name}", ", ".join(f"{k} {v}" for k, v in counts.items())] for name, counts in tables.items()]
+        if database.get("later_day_published"):
+            rows.append(["current day", f"{database['later_day_published']} stays current (this is an earlier day)"])
+        if publication.get("exports"):
+            rows.append(["JSON Lines export", publication["exports"]["path"]])
+        sections.append(("Published", ["", ""], rows))
     sections.append(("Champion history", ["at", "action", "version", "previous", "who", "reason"],
                      [[e["at"], e["action"], e["version"], str(e.get("previous_version")), e.get("who", ""),
                        e.get("reason", "")] for e in reversed(report["history"])]))
     return sections
+
+
+def _times(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"
 
 
 def build_figures(report: dict[str, Any]) -> dict[str, Any]:
@@ -209,6 +252,11 @@ def _log_to_mlflow(config: PipelineConfig, ds: str, paths: dict[str, Path], repo
                 mlflow.log_artifact(str(path), artifact_path="report")
             for name, figure in figures.items():
                 mlflow.log_figure(figure, f"report/figures/{name}.png")
+            for campaign, row in (report.get("lift") or {}).get("campaigns", {}).items():
+                name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in campaign)
+                mlflow.log_metrics({f"audience_lift_over_random.{name}": row["lift_over_random"] or 0.0,
+                                    f"audience_lift_over_most_active.{name}": row["lift_over_most_active"] or 0.0,
+                                    f"audience_response_rate.{name}": row["model_rate"]})
             for stage, record in report["checks"].items():
                 if record:
                     mlflow.log_dict(record, f"data_checks/{stage}.json")

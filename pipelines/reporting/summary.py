@@ -28,7 +28,9 @@ def format_run_summary(summary: dict[str, Any]) -> str:
              f", {len(failures)} failure(s), {len(checks)} warning(s)",
              *[f"    fail: {line[:200]}" for line in failures], *[f"    warn: {line[:200]}" for line in checks],
              "", *_metric_lines(summary["evaluation"]), "", *_decision_lines(summary["decision"]),
-             *_recommendation_lines(summary.get("recommendations", {}), summary.get("audiences", {})), "",
+             *_recommendation_lines(summary.get("recommendations", {}), summary.get("audiences", {})),
+             *rule_lines(summary.get("rules", {})), *lift_lines(summary.get("lift", {})),
+             *publication_lines(summary.get("publication", {})), "",
              "Outputs"]
     lines += [f"  {name:<16} {path}" for name, path in summary["outputs"].items()]
     lines += ["", "Wall time per stage (s)"]
@@ -95,3 +97,49 @@ def _recommendation_lines(recommendations: dict[str, Any], audiences: dict[str, 
     else:
         lines.append("Audiences: none (no campaign events in the window, or no champion yet)")
     return lines
+
+
+def rule_lines(rules: dict[str, Any]) -> list[str]:
+    """What the business rules took out of the day's lists (``scoring.rules``, ``scoring.campaigns``)."""
+    if not rules:
+        return []
+    removed = ", ".join(f"{name} {count}" for name, count in rules.get("removed", {}).items() if count) or "none"
+    counts = rules.get("counts", {})
+    lines = [f"Rules: items removed for everyone: {removed}; purchased items held back "
+             f"{counts.get('purchased_removed', 0)}, capped by category {counts.get('capped', 0)}, added as "
+             f"required {counts.get('required_added', 0)}"]
+    if counts.get("short_lists"):
+        lines.append(f"  {counts['short_lists']} users got fewer than {rules.get('top_k', 'k')} items "
+                     f"({counts.get('empty_lists', 0)} none at all): the rules left them too few eligible items")
+    return lines + [f"  note: {note}" for note in rules.get("notes", [])]
+
+
+def lift_lines(lift: dict[str, Any]) -> list[str]:
+    """Each campaign's audience against a random and a most-active audience, on the held-out day."""
+    campaigns = lift.get("campaigns", {})
+    if not campaigns:
+        return [f"Audience lift: not measured ({lift['skipped']})"] if lift.get("skipped") else []
+    lines = [f"Audience lift (audiences from the history before {lift['holdout_day']}, members who touched the "
+             "campaign's items that day):"]
+    for name, row in campaigns.items():
+        lines.append(f"  {name}: {row['model_rate']:.1%} of {row['size']} vs random {row['random_rate']:.1%} "
+                     f"(lift {_ratio(row['lift_over_random'])}), most active {row['most_active_rate']:.1%} "
+                     f"(lift {_ratio(row['lift_over_most_active'])})")
+    return lines
+
+
+def publication_lines(publication: dict[str, Any]) -> list[str]:
+    if not publication:
+        return ["Published: nothing for this day (the publish task did not run or failed)"]
+    recs, database = publication["recommendations"], publication.get("database")
+    where = (f"{database['target']} schema {database['schema']}" if database else "no database (publishing.enabled off)")
+    tables = (database or {}).get("tables", {}).get("recommendations", {})
+    return [f"Published: {recs['published']} recommendation rows for {publication['customers']} customers to "
+            f"{where} ({tables.get('inserted', 0)} new, {tables.get('updated', 0)} changed, "
+            f"{tables.get('unchanged', 0)} unchanged, {tables.get('deleted', 0)} removed); left out: "
+            f"{recs['anonymous']} rows of anonymous visitors, {recs['customer_id_too_long']} quarantined, "
+            f"{recs['unmapped']} unmapped"]
+
+
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"

@@ -5,6 +5,13 @@ from one pass of the model over the users. A campaign's audience is the ``scorin
 the champion finds likeliest to go next to one of the campaign's items (the softmax probability of
 the items its ads showed in the window, ``features/.../campaign_items``), best first.
 
+Business rules (``scoring.rules``, ``scoring.campaigns``; see ``pipelines.scoring.rules``) shape every
+list before its top-K: purchased items, the day's catalog (``raw/catalog/dt=<ds>/`` when the shop lands
+one: available, in stock), excluded categories, a price range, a cap per category, and campaigns'
+boosted or required items. What each rule removed is recorded beside the lists
+(``outputs/recommendations/dt=<ds>/_rules.json``). Each campaign's audience lift is measured on the
+day held out (``pipelines.scoring.lift``) and recorded beside the audiences (``_lift.json``).
+
 The champion is the day's (``registry.champion.champion_as_of``): a backfill of an earlier day
 scores with the model that was champion as of that day, as its nightly run did, never with a later one.
 
@@ -29,11 +36,14 @@ import pyarrow.parquet as pq
 from pipelines import columns as C
 from pipelines.config import PipelineConfig
 from pipelines.features.store import load_feature_partition
-from pipelines.io import atomic_partition
+from pipelines.io import atomic_partition, write_json_atomic
 from pipelines.lake import PART_FILE, partition_path
 from pipelines.registry.champion import champion_as_of, load_registered_model
 from pipelines.registry.store import configure_mlflow
 from pipelines.scoring.audiences import audience_table, campaign_affinity, campaign_items
+from pipelines.scoring.catalog import read_catalog
+from pipelines.scoring.lift import measure_lift
+from pipelines.scoring.rules import RuleCounts, item_facts, plan_rules, ranked_top_k
 from pipelines.training.splits import build_day_splits
 
 log = logging.getLogger(__name__)
@@ -50,7 +60,7 @@ def write_recommendations(config: PipelineConfig, ds: str) -> dict[str, Any]:
     """Top-K per user of the day's features, excluding items the user already bought (see the module doc)."""
     # pipelines.models imports Keras: only when scoring, not when the summary reads POPULARITY_FALLBACK
     from pipelines.models.metrics import popularity_scorer, popularity_scores
-    from pipelines.models.training import score_items, top_k_scored
+    from pipelines.models.training import score_items
 
     started = time.perf_counter()
     configure_mlflow(config)
@@ -72,7 +82,7 @@ def write_recommendations(config: PipelineConfig, ds: str) -> dict[str, Any]:
                     "window's popularity, model_version=%s, and no audiences", ds, POPULARITY_FALLBACK)
         popularity = popularity_scores(features.sequences.column(C.ITEM_SEQ), features.num_items)
         score_batch, version, model_name = popularity_scorer(popularity), POPULARITY_FALLBACK, "popularity"
-        campaigns = []
+        campaigns, campaign_matrix = [], campaign_matrix[:, :0]
     else:
         model = load_registered_model(champion)
         score_batch = partial(score_items, model, batch_size=config.scoring.batch_size)
@@ -85,27 +95,48 @@ def write_recommendations(config: PipelineConfig, ds: str) -> dict[str, Any]:
             affinity.append(campaign_affinity(scores, campaign_matrix))
         return scores
 
-    items, scores = top_k_scored(scored_and_tapped, splits.inputs("full"), features.num_items, top_k,
-                                 exclude=purchased, batch_size=config.scoring.batch_size)
+    catalog = read_catalog(partition_path(config.layout.catalog, ds))
+    plan = plan_rules(config.scoring.rules, config.scoring.campaigns, item_facts(features.vocab, catalog),
+                      campaigns, campaign_matrix)
+    counts = RuleCounts()
+    items, scores = ranked_top_k(scored_and_tapped, splits.inputs("full"), features.num_items, top_k, plan,
+                                 purchased, counts, batch_size=config.scoring.batch_size)
     table = _recommendation_table(scored, features.vocab, items, scores, version)
+    size = audience_size(config, int(scored.num_rows))
+    lift = measure_lift(features.path, scored, features.vocab, score_batch, splits.max_len, campaigns if affinity else [],
+                        campaign_matrix, size, config.scoring.lift_seed, config.features.sequence_event_types, ds,
+                        batch_size=config.scoring.batch_size)
+    rules_record = {"ds": ds, "top_k": top_k, "catalog": catalog is not None, "removed": plan.removed,
+                    "counts": counts.as_dict(), "notes": plan.notes}
     target = partition_path(config.layout.recommendations, ds)
     with atomic_partition(target) as staging:
         pq.write_table(table, staging / PART_FILE)
+        write_json_atomic(staging / config.layout.rules_record(ds).name, rules_record)
     audiences = audience_table(scored, campaigns if affinity else [],
                                 np.concatenate(affinity) if affinity else np.zeros((0, 0), np.float32),
-                                config.scoring.audience_size, version)
+                                size, version)
     audiences_target = partition_path(config.layout.audiences, ds)
     with atomic_partition(audiences_target) as staging:
         pq.write_table(audiences, staging / PART_FILE)
+        write_json_atomic(staging / config.layout.lift_record(ds).name, lift)
     summary = {"ds": ds, "path": str(target), "users": int(scored.num_rows),
                "rows": int(table.num_rows), "top_k": top_k, "model_version": version,
                "model": model_name, "fallback": champion is None,
                "audiences": {"path": str(audiences_target), "campaigns": len(campaigns),
-                             "rows": int(audiences.num_rows)},
+                             "rows": int(audiences.num_rows), "size": size},
+               "rules": {"removed": plan.removed, **counts.as_dict()},
+               "lift": {name: row["lift_over_random"] for name, row in lift["campaigns"].items()},
                "seconds": round(time.perf_counter() - started, 2)}
     log.info("recommendations %s: %s rows for %s users by %s (version %s) at %s; audiences of %s campaigns at %s",
              ds, summary["rows"], summary["users"], model_name, version, target, len(campaigns), audiences_target)
     return summary
+
+
+def audience_size(config: PipelineConfig, active_users: int) -> int:
+    """Users per campaign audience: ``scoring.audience_share`` of the day's active users, else ``audience_size``."""
+    if config.scoring.audience_share is not None:
+        return max(1, round(config.scoring.audience_share * active_users))
+    return config.scoring.audience_size
 
 
 def _recommendation_table(users: pa.Table, vocab: pa.Table, items: np.ndarray, scores: np.ndarray,

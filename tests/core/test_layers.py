@@ -24,9 +24,10 @@ LAYERS = {
     "registry": 3,
     "training": 4,
     "scoring": 5,
-    "reporting": 6,
-    "local": 7,
-    "entry": 8,  # tasks (the DAGs' entry points) and __main__ (the CLI)
+    "publishing": 6,
+    "reporting": 7,
+    "local": 8,
+    "entry": 9,  # tasks (the DAGs' entry points) and __main__ (the CLI)
 }
 ENTRY = ("tasks", "__main__")
 

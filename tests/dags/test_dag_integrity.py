@@ -43,7 +43,8 @@ def test_nightly_dag_wiring():
     dag = _parse_dags()["dags"]["clickstream_nightly"]
     assert dag["tags"]
     assert set(dag["tasks"]) == {"validate_raw_events", "build_features", "validate_features", "train_candidate",
-                                 "evaluate_candidates", "promote_champion", "score_users", "write_run_report"}
+                                 "evaluate_candidates", "promote_champion", "score_users", "publish",
+                                 "write_run_report"}
     assert all(task["retries"] >= 1 for task in dag["tasks"].values())
     assert dag["tasks"]["train_candidate"]["pool"] == "gpu"
     assert dag["tasks"]["train_candidate"]["queue"] == "gpu"  # the GPU Celery worker's queue

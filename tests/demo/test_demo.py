@@ -163,3 +163,25 @@ def test_collector_noise_is_quarantined_and_reconciles(tmp_path):
     assert result.rows_in == result.rows_accepted + result.rows_quarantined
     assert result.rows_quarantined > 0
     assert {"duplicate_event_id", "malformed_json", "unknown_event_type", "missing_user_id"} <= set(result.reasons)
+
+
+def test_the_demo_lands_the_days_catalog_with_a_few_items_out_of_stock(tmp_path):
+    from pipelines.scoring.catalog import read_catalog
+
+    events_root, catalog_root = tmp_path / "events", tmp_path / "catalog"
+    _generate(events_root, days=2, catalog_root=catalog_root)
+    catalog = read_catalog(catalog_root / f"dt={END.isoformat()}")
+    assert catalog.num_rows == SMALL["n_items"] and len(set(catalog.column("item_id").to_pylist())) == SMALL["n_items"]
+    sellable = [a and s > 0 for a, s in zip(catalog.column("available").to_pylist(),
+                                            catalog.column("stock").to_pylist(), strict=True)]
+    assert 0 < sellable.count(False) < SMALL["n_items"] * 0.15
+    seen = {event["item_id"] for event in _read_day(events_root, END.isoformat()) if event.get("item_id")}
+    assert seen <= set(catalog.column("item_id").to_pylist())  # the catalog lists every item the shop showed
+
+
+def test_visitors_without_an_account_are_anonymous_and_customers_have_an_email(week):
+    root, _ = week
+    events = _read_day(root, END.isoformat())
+    users = {(e.get("user_id"), e.get("email")) for e in events if isinstance(e.get("user_id"), str)}
+    assert any(u.startswith("anon-") for u, _ in users) and any(u.startswith("U") for u, _ in users)
+    assert all((email is None) == user.startswith("anon-") for user, email in users)

@@ -28,6 +28,9 @@ def test_make_run_shows_each_task_and_ends_with_the_summary(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PIPELINE__PATHS__"))}
     env.update({f"PIPELINE__PATHS__{key.upper()}": str(tmp_path / key)
                 for key in ("var_dir", "lake_dir", "gx_dir", "mlflow_dir", "reports_dir")})
+    from tests.conftest import free_port
+
+    env["PIPELINE_SERVING_DB_PORT"] = str(free_port())  # its own embedded serving database, started and stopped
     launched = dt.datetime.now(dt.UTC)
     done = subprocess.run([sys.executable, "-m", "pipelines", "run", "--ds", DS], cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=900)
@@ -36,7 +39,7 @@ def test_make_run_shows_each_task_and_ends_with_the_summary(tmp_path):
     demo_days = 6  # conf/test: demo.days
     assert f"earlier days   {demo_days - 1}/{demo_days - 1}:" in out
     for task in ("validate_raw_events", "build_features", "validate_features", "train_candidate[0]",
-                 "evaluate_candidates", "promote_champion", "score_users", "write_run_report"):
+                 "evaluate_candidates", "promote_champion", "score_users", "publish", "write_run_report"):
         assert re.search(rf"\] {re.escape(task)} +success +\d+\.\d s", out), task
     # Polled every 10 s: a two-minute run is seen with some task running (which ones depends on timing).
     assert len(re.findall(r"\] \S+ +running$", out, flags=re.M)) >= 2
@@ -44,6 +47,8 @@ def test_make_run_shows_each_task_and_ends_with_the_summary(tmp_path):
     print(out)  # shown when the test fails: what a person sees
     summary = out[out.index(f"Nightly run for {DS}"):]
     assert "Gate: " in summary and "Recommendations: " in summary and "  build_features (success)" in summary
+    assert re.search(r"Serving database .*recommendations_current", summary), summary
+    assert re.search(rf"  {DS} U\d+: I\d+ I\d+", summary), summary  # what a marketer's query returns
     assert (tmp_path / "reports_dir" / f"run-{DS}.json").exists()
     assert (tmp_path / "lake_dir" / "outputs" / "recommendations" / f"dt={DS}" / lake.PART_FILE).exists()
     # The run records when it really ran (the UI's duration), not its logical date (apache/airflow#66127).

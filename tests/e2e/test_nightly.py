@@ -26,7 +26,7 @@ DS = "2026-11-27"
 
 
 @pytest.fixture(scope="module")
-def nightly():
+def nightly(serving_db):
     """Prepare Airflow and the demo like ``make run`` does; return (config, dag, run_dag)."""
     from pipelines.local.environment import pipeline_environment, prepare_airflow
     from pipelines.local.runner import land_demo, validate_earlier_days
@@ -47,6 +47,24 @@ def nightly():
         return dag.test(logical_date=logical)
 
     return config, run_dag
+
+
+def _served(config, ds):
+    """The serving database's rows of ``ds`` with their updated_at, as a reverse-ETL sync reads them."""
+    from pipelines.publishing.connection import connect, target_from_env
+
+    connection = connect(target_from_env(config.publishing.conn_id))
+    schema = config.publishing.schema_name
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT customer_id, rank, item_id, score, model_version, updated_at "
+                           f"FROM {schema}.recommendations WHERE ds = %s ORDER BY customer_id, rank", (ds,))
+            recommendations = cursor.fetchall()
+            cursor.execute(f"SELECT campaign, customer_id, rank, updated_at FROM {schema}.audiences "
+                           f"WHERE ds = %s ORDER BY campaign, rank", (ds,))
+            return recommendations, cursor.fetchall()
+    finally:
+        connection.close()
 
 
 def _registry_state(config):
@@ -100,6 +118,12 @@ def test_first_run_produces_checked_data_models_champion_and_recommendations(nig
     assert campaigns and set(audiences.column(C.CAMPAIGN).to_pylist()) == campaigns  # the demo's ad campaigns
     assert audiences.num_rows == len(campaigns) * min(config.scoring.audience_size, features.num_rows)
     assert set(audiences.column(C.USER_KEY).to_pylist()) <= set(features.column(C.USER_KEY).to_pylist())
+    served, served_audiences = _served(config, DS)
+    publication = json.loads(config.layout.publication_record(DS).read_text())
+    assert len(served) == publication["recommendations"]["published"] > 0
+    assert publication["recommendations"]["anonymous"] > 0  # the demo's visitors without an account
+    assert all(customer.startswith("U") for customer, *_ in served)  # customer ids, never anon- cookies
+    assert {a[0] for a in served_audiences} == campaigns
     report = config.layout.run_report(DS, "html")
     page = report.read_text()
     assert "Promotion gate" in page and "Campaign audiences" in page
@@ -109,12 +133,13 @@ def test_first_run_produces_checked_data_models_champion_and_recommendations(nig
 def test_rerun_of_the_same_date_changes_nothing(nightly):
     config, run_dag = nightly
     before_state, before_recs = _registry_state(config), _recommendations(config, DS)
-    before_audiences = _audiences(config, DS)
+    before_audiences, before_served = _audiences(config, DS), _served(config, DS)
     dag_run = run_dag(DS)
     assert str(dag_run.state) == "success"
     assert _registry_state(config) == before_state  # no new runs, versions or alias moves
     assert _recommendations(config, DS).equals(before_recs)
     assert _audiences(config, DS).equals(before_audiences)
+    assert _served(config, DS) == before_served  # the same rows, and updated_at untouched: nothing to sync
     leftovers = [p for p in config.layout.lake_dir.rglob(".staging-*")]
     assert leftovers == []
 

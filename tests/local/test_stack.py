@@ -15,11 +15,11 @@ from pipelines.local.stack import (
     Service,
     Stack,
     StackError,
-    _start,
     down,
     format_status,
     group_alive,
     running_pid,
+    start_services,
 )
 
 
@@ -43,10 +43,10 @@ def small(tmp_path):
 
 def test_a_service_starts_once_and_its_pid_file_names_that_very_process(small):
     stack, service = small
-    assert _start(stack, [service], timeout=30) == ["web"]
+    assert start_services(stack, [service], timeout=30) == ["web"]
     pid = running_pid(stack, service)
     assert pid is not None and stack.pid_file("web").read_text().split()[0] == str(pid)
-    assert _start(stack, [service], timeout=30) == []  # already running: a no-op
+    assert start_services(stack, [service], timeout=30) == []  # already running: a no-op
     stack.pid_file("web").write_text(f"{pid} 1\n")  # same pid, another start time: not our process
     assert running_pid(stack, service) is None
     assert "web" in format_status([{"service": "web", "state": "ready", "pid": pid, "port": service.port,
@@ -59,7 +59,7 @@ def test_a_taken_port_fails_with_the_service_its_port_and_what_to_do(small):
         squatter.bind(("127.0.0.1", service.port))
         squatter.listen()
         with pytest.raises(StackError, match=rf"web: port 127.0.0.1:{service.port} is already taken.*PIPELINE_STACK_"):
-            _start(stack, [service], timeout=10)
+            start_services(stack, [service], timeout=10)
 
 
 def test_a_service_that_dies_while_starting_is_named_with_its_log(small):
@@ -67,12 +67,12 @@ def test_a_service_that_dies_while_starting_is_named_with_its_log(small):
     dying = Service("dying", [sys.executable, "-c", "print('bad config: no such key'); raise SystemExit(3)"],
                     "tcp", free_port())
     with pytest.raises(StackError, match=r"dying exited while starting; see .*dying\.log:\n(.|\n)*bad config"):
-        _start(stack, [dying], timeout=10)
+        start_services(stack, [dying], timeout=10)
 
 
 def test_down_stops_exactly_the_recorded_process_group(small):
     stack, service = small
-    _start(stack, [service], timeout=30)
+    start_services(stack, [service], timeout=30)
     pid = running_pid(stack, service)
     bystander = subprocess.Popen([sys.executable, "-m", "http.server", str(free_port()), "--bind", "127.0.0.1"],
                                  start_new_session=True)
