@@ -32,12 +32,17 @@ $(UV):
 # --extra cluster: the production stack's Celery, Redis and PostgreSQL clients (make stack-up) come
 # from the same lock. A virtualenv made before pyspark-client was kept out of the lock gets pyspark
 # reinstalled: removing pyspark-client deletes files the two distributions shared.
-$(VENV)/.synced: $(UV) pyproject.toml uv.lock
-	$(UV) sync --frozen --extra cluster --python $(PYTHON) --quiet \
+# GPU=1 (make setup GPU=1, on a GPU host): the gpu extra too (JAX with CUDA 12 wheels); the choice is
+# kept in $(VENV)/.gpu, so later targets keep it instead of syncing it away.
+GPU ?= $(if $(wildcard $(VENV)/.gpu),1,)
+SYNCED := $(VENV)/.synced$(if $(GPU),-gpu,)
+$(SYNCED): $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --extra cluster $(if $(GPU),--extra gpu,) --python $(PYTHON) --quiet \
 	  $(if $(wildcard $(VENV)/lib/python3.11/site-packages/pyspark_client-*.dist-info),--reinstall-package pyspark)
+	@$(if $(GPU),touch $(VENV)/.gpu,rm -f $(VENV)/.gpu $(VENV)/.synced-gpu)
 	@touch $@
 
-setup: check-java $(VENV)/.synced ## Create the virtualenv from the lock (idempotent)
+setup: check-java $(SYNCED) ## Create the virtualenv from the lock (idempotent); GPU=1 adds JAX with CUDA for a GPU worker
 
 run: setup ## Land the demo clickstream, run the nightly DAG for DS end to end (each task shown as it runs), print the summary
 	$(PY) -m pipelines run --ds $(DS)
@@ -145,9 +150,8 @@ MODELS ?= popularity,sasrec,gru4rec,caser
 REPRODUCE_BUDGET ?= sasrec=1200,gru4rec=780,caser=600
 REPRODUCE_ARGS ?=
 MODEL_BENCH_ARGS ?=
-GPU_VENV ?= .venv-gpu
 
-.PHONY: reproduce bench-models bench-gpu
+.PHONY: reproduce bench-models bench-gpu bench-h200
 
 reproduce: setup ## Train popularity, Caser, GRU4Rec+, SASRec with paper settings on DATASET; table + var/reports/reproduce-<dataset>.json
 	$(PY) -m benchmarks.models.reproduce --dataset $(DATASET) --models $(MODELS) --time-budget-seconds $(REPRODUCE_BUDGET) $(REPRODUCE_ARGS)
@@ -155,10 +159,11 @@ reproduce: setup ## Train popularity, Caser, GRU4Rec+, SASRec with paper setting
 bench-models: setup ## Time one training epoch of each model on DATASET side by side (sequences/s)
 	$(PY) -m benchmarks.models.bench_models --dataset $(DATASET) $(MODEL_BENCH_ARGS)
 
-bench-gpu: setup ## The same benchmark on an NVIDIA GPU under KERAS_BACKEND=jax, mixed precision (run on the GPU host; see README)
-	@$(GPU_VENV)/bin/python -c "import jax; assert jax.devices('gpu')" 2>/dev/null || { \
-	  echo "error: $(GPU_VENV)/bin/python has no JAX that sees a GPU. On the GPU host (JAX installed, no TensorFlow):" >&2; \
-	  echo "  python -m venv --system-site-packages $(GPU_VENV) && $(GPU_VENV)/bin/pip install --no-index --find-links wheels keras pyarrow" >&2; \
-	  echo "  where wheels/ holds the Keras wheel and its pure-Python deps carried from here (see README), then rerun" >&2; exit 1; }
-	KERAS_BACKEND=jax $(GPU_VENV)/bin/python -m benchmarks.models.bench_models --dataset $(DATASET) --mixed-precision $(MODEL_BENCH_ARGS)
+bench-gpu: setup ## bench-models on an NVIDIA GPU under KERAS_BACKEND=jax, bf16 (on the GPU host, after make setup GPU=1)
+	@$(PY) -c "import jax; assert jax.devices('gpu')" 2>/dev/null || { \
+	  echo "error: no JAX that sees a GPU in $(VENV): on the GPU host run make setup GPU=1, then rerun" >&2; exit 1; }
+	KERAS_BACKEND=jax $(PY) -m benchmarks.models.bench_models --dataset $(DATASET) --mixed-precision $(MODEL_BENCH_ARGS)
+
+bench-h200: setup ## The prepared GPU check (<= 10 min): epochs side by side, input-bound or not, SASRec to NDCG 0.536 (var/reports/bench-h200.json)
+	KERAS_BACKEND=jax $(PY) -m benchmarks.models.h200 --dataset $(DATASET)
 # --- end of the paper reproduction block ------------------------------------------------------

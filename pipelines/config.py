@@ -154,13 +154,20 @@ class SparkConfig(_Section):
 
 class TrainingConfig(_Section):
     models: list[str]
-    epochs: int
+    epochs: int = Field(ge=1)
+    model_epochs: dict[str, int] = Field(default_factory=dict)
     batch_size: int
     learning_rate: float
     patience: int
     time_budget_seconds: int
     seed: int
     model_params: dict[str, dict[str, Any]]
+    device: Literal["cpu", "gpu"] = "cpu"
+    mixed_precision: bool = True
+
+    def epochs_for(self, model: str) -> int:
+        """The most epochs ``model`` trains: ``model_epochs[model]`` where set, never above ``epochs``."""
+        return min(self.epochs, self.model_epochs.get(model, self.epochs))
 
 
 class EvaluationConfig(_Section):

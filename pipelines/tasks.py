@@ -46,9 +46,14 @@ def validate_features(ds: str, overrides: dict[str, Any] | None = None) -> dict[
 
 
 def train_candidate(ds: str, model_name: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train on ``training.device`` (its backend is chosen before anything imports Keras)."""
+    from pipelines.training.device import use_device
+
+    config = load_config(overrides)
+    use_device(config.training.device, config.training.mixed_precision)
     from pipelines.training.candidates import train_candidate as train
 
-    return train(load_config(overrides), ds, model_name)
+    return train(config, ds, model_name)
 
 
 def evaluate_candidates(ds: str, candidates: list[dict[str, Any]],

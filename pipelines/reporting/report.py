@@ -19,7 +19,7 @@ from pipelines.config import PipelineConfig
 from pipelines.io import write_text_atomic
 from pipelines.reporting.charts import bar_chart, line_chart, to_svg
 from pipelines.reporting.record import collect_run_record
-from pipelines.reporting.summary import lift_interval
+from pipelines.reporting.summary import lift_interval, safety_stops
 from pipelines.scoring.recommendations import POPULARITY_FALLBACK
 from pipelines.validation.checks import describe
 
@@ -220,7 +220,8 @@ def _reasons(report: dict[str, Any]) -> list[str]:
     stage = report["stopped_at"]
     if stage in lake.DATA_CHECKS:
         return report["checks"][stage].get("failures") or [f"no {stage} check record was written this run; see the task log"]
-    return report["decision"].get("reasons", []) if report["decision"] else []
+    reasons = report["decision"].get("reasons", []) if report["decision"] else []
+    return reasons + safety_stops(report["evaluation"] or {})
 
 
 def _metrics(test: dict[str, float], k: int) -> list[str]:

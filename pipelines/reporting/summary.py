@@ -58,7 +58,18 @@ def _metric_lines(evaluation: dict[str, Any]) -> list[str]:
         lines.append(f"  {name:<22} {version:>7} {test[f'hr_at_{k}']:8.4f} {test[f'ndcg_at_{k}']:8.4f}   {lift}".rstrip())
     if champion and champion.get("not_comparable"):
         lines.append(f"  champion v{champion['version']} not compared: {champion['not_comparable']}")
+    lines.append("  epochs: " + ", ".join(f"{c['model']} {c.get('epochs_run')} ({c.get('stopped_reason')})"
+                                          for c in evaluation["candidates"]))
+    lines += [f"  warn: {line}" for line in safety_stops(evaluation)]
     return lines
+
+
+def safety_stops(evaluation: dict[str, Any]) -> list[str]:
+    """A line per candidate that the safety time budget stopped: its quality then depends on the machine."""
+    return [f"{c['model']} was stopped by the safety time budget (training.time_budget_seconds) after "
+            f"{c.get('epochs_run')} epochs and {c.get('train_seconds')} s, before its epochs or patience ended it: "
+            "its quality now depends on this machine's speed; raise the budget or lower training.model_epochs"
+            for c in evaluation.get("candidates", []) if c.get("stopped_reason") == "time_budget"]
 
 
 def lift_interval(candidate: dict[str, Any]) -> str:

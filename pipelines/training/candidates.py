@@ -38,7 +38,7 @@ def train_candidate(config: PipelineConfig, ds: str, model_name: str) -> dict[st
     """Train ``model_name`` on the day's features, log it to MLflow and register a model version."""
     features = load_feature_partition(config.layout.features, ds)
     params = model_params(config, model_name)
-    train_settings = _train_settings(config)
+    train_settings = _train_settings(config, model_name)
     identity = {TAG_DS: ds, TAG_MODEL: model_name, TAG_DATA: features.digest,
                 TAG_PARAMS: digest({"model": params, "train": train_settings})}
     experiment_id = configure_mlflow(config)
@@ -60,7 +60,7 @@ def _train_and_log(config, features, model_name, params, train_settings, identit
     import mlflow
 
     from pipelines.models.metrics import evaluate_full_ranking
-    from pipelines.models.training import TrainConfig, score_items, train_model
+    from pipelines.models.training import score_items, train_model
 
     splits = build_day_splits(config, features)
     k = config.evaluation.k
@@ -70,7 +70,7 @@ def _train_and_log(config, features, model_name, params, train_settings, identit
         _log_data_checks(config, features.ds)
         mlflow.log_params({"model": model_name, **params, **train_settings,
                            "num_items": features.num_items, "num_users": len(splits.test_targets)})
-        result = train_model(model_name, features.num_items, params, TrainConfig(**train_settings), splits,
+        result = train_model(model_name, features.num_items, params, _train_config(train_settings), splits,
                              on_epoch_end=lambda epoch, metrics: mlflow.log_metrics(metrics, step=epoch))
         test = evaluate_full_ranking(lambda batch: score_items(result.model, batch, config.scoring.batch_size),
                                      splits.inputs("test"), splits.test_targets, k=k)
@@ -90,6 +90,12 @@ def _train_and_log(config, features, model_name, params, train_settings, identit
     log.info("%s for %s: test %s after %s epochs (%s); model version %s", model_name, features.ds, test,
              result.epochs_run, result.stopped_reason, version.version)
     return candidate
+
+
+def _train_config(train_settings: dict[str, Any]):
+    from pipelines.models.training import TrainConfig
+
+    return TrainConfig(**{k: v for k, v in train_settings.items() if k in TrainConfig.__dataclass_fields__})
 
 
 def serving_requirements() -> list[str]:
@@ -116,10 +122,11 @@ def _log_data_checks(config: PipelineConfig, ds: str) -> None:
                        f"success={summary.get('success')} warnings={len(summary.get('warnings', []))}")
 
 
-def _train_settings(config: PipelineConfig) -> dict[str, Any]:
+def _train_settings(config: PipelineConfig, model_name: str) -> dict[str, Any]:
     training = config.training
-    return {"epochs": training.epochs, "batch_size": training.batch_size, "learning_rate": training.learning_rate,
+    return {"epochs": training.epochs_for(model_name), "batch_size": training.batch_size, "learning_rate": training.learning_rate,
             "patience": training.patience, "time_budget_seconds": training.time_budget_seconds,
-            "seed": training.seed, "k": config.evaluation.k}
+            "seed": training.seed, "k": config.evaluation.k,
+            **({"device": "gpu", "mixed_precision": training.mixed_precision} if training.device == "gpu" else {})}
 
 

@@ -35,7 +35,7 @@ def stack(tmp_path_factory):
            (("var_dir", ""), ("lake_dir", "lake"), ("gx_dir", "gx"), ("mlflow_dir", "mlflow"),
             ("reports_dir", "reports"))}
     env.update({f"PIPELINE_STACK_{name}_PORT": str(port) for name, port in PORTS.items()})
-    env.update({"PIPELINE__TRAINING__EPOCHS": "2", "PIPELINE__TRAINING__TIME_BUDGET_SECONDS": "10",
+    env.update({"PIPELINE__TRAINING__EPOCHS": "2",  # epochs end training (the time budget is a safety stop)
                 # a killed worker's task is found (and retried) after 30 s without a heartbeat, not 5 min
                 "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30"})
     saved = {key: os.environ.get(key) for key in env}
