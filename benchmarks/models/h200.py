@@ -118,7 +118,7 @@ def reproduce_phase(splits, model: str, max_epochs: int, budget: float, target: 
 
     result = train_model(model, splits.num_items, paper_params(model, splits), config, splits, on_epoch_end=on_epoch_end)
     test = evaluate_both(lambda batch: score_items(result.model, batch, 1024), splits)
-    published = dict(zip(("hr_at_10", "ndcg_at_10"), PUBLISHED[model], strict=True))
+    published = dict(zip(("hr_at_10", "ndcg_at_10"), PUBLISHED[model], strict=True))  # the Games rows
     row = {"model": model, "epochs": result.epochs_run, "stopped_reason": result.stopped_reason,
            "train_seconds": result.train_seconds, "test": test, "published": published,
            "reached_target": reached or None}

@@ -22,12 +22,12 @@ from benchmarks.models.paper_benchmark import (
     DEFAULT_DATASET,
     MODEL_ORDER,
     PAPER_SETTINGS,
-    PUBLISHED,
     benchmark_splits,
     dataset_name,
     paper_params,
     parse_budgets,
     parse_models,
+    published_for,
 )
 
 log = logging.getLogger(__name__)
@@ -87,9 +87,15 @@ def run_model(name: str, splits, args, budget: float | None) -> dict[str, Any]:
             "params": params}
 
 
-def report_rows(name: str, outcome: dict[str, Any]) -> list[dict[str, Any]]:
+def _published(dataset: str, model: str) -> dict[str, float]:
+    """``{hr_at_10, ndcg_at_10}`` published for the model on this dataset; {} when none is known."""
+    row = published_for(dataset, model)
+    return dict(zip((f"hr_at_{K}", f"ndcg_at_{K}"), row, strict=True)) if row else {}
+
+
+def report_rows(name: str, outcome: dict[str, Any], dataset: str) -> list[dict[str, Any]]:
     """Flat rows (model, protocol, metric, value, published, seconds, epochs) of one model."""
-    published = dict(zip((f"hr_at_{K}", f"ndcg_at_{K}"), PUBLISHED[name], strict=True))
+    published = _published(dataset, name)
     return [
         {"model": name, "protocol": protocol, "metric": metric, "value": round(value, 4),
          "published": published.get(metric) if protocol == "sampled" else None,
@@ -99,17 +105,18 @@ def report_rows(name: str, outcome: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def format_table(outcomes: dict[str, dict[str, Any]]) -> str:
+def format_table(outcomes: dict[str, dict[str, Any]], dataset: str) -> str:
     header = (f"{'model':<11} {'HR@10':>7} {'paper':>7} {'NDCG@10':>8} {'paper':>7} | {'full HR':>8} "
               f"{'full NDCG':>9} {'full MRR':>8} | {'train s':>8} {'epochs':>6} {'best':>4} {'s/epoch':>7}")
     lines = ["paper protocol (100 never-seen negatives, <= 10,000 users) | full ranking | training", header,
              "-" * len(header)]
     for name, outcome in outcomes.items():
         sampled, full = outcome["test"]["sampled"], outcome["test"]["full"]
-        hr_paper, ndcg_paper = PUBLISHED[name]
+        paper = _published(dataset, name)
+        hr_paper, ndcg_paper = (f"{paper[m]:.4f}" if m in paper else "-" for m in ("hr_at_10", "ndcg_at_10"))
         lines.append(
-            f"{name:<11} {sampled['hr_at_10']:>7.4f} {hr_paper:>7.4f} {sampled['ndcg_at_10']:>8.4f} "
-            f"{ndcg_paper:>7.4f} | {full['hr_at_10']:>8.4f} {full['ndcg_at_10']:>9.4f} {full['mrr']:>8.4f} | "
+            f"{name:<11} {sampled['hr_at_10']:>7.4f} {hr_paper:>7} {sampled['ndcg_at_10']:>8.4f} "
+            f"{ndcg_paper:>7} | {full['hr_at_10']:>8.4f} {full['ndcg_at_10']:>9.4f} {full['mrr']:>8.4f} | "
             f"{outcome['seconds']:>8.1f} {outcome['epochs']:>6} {outcome['best_epoch']:>4} "
             f"{outcome['seconds_per_epoch']:>7.1f}"
         )
@@ -138,12 +145,14 @@ def main(argv: list[str] | None = None) -> int:
             outcome = run_popularity(splits) if model == "popularity" else run_model(
                 model, splits, args, args.budgets[model])
             outcome["run_id"] = run.info.run_id
-            _log_outcome(model, outcome)
+            _log_outcome(model, outcome, name)
         outcomes[model] = outcome
         outcomes = {key: outcomes[key] for key in MODEL_ORDER if key in outcomes}
         write_json_atomic(report_path, _report(args, name, splits, outcomes))
-        print(format_table({model: outcome}).splitlines()[-1], flush=True)
-    print(format_table(outcomes))
+        print(format_table({model: outcome}, name).splitlines()[-1], flush=True)
+    print(format_table(outcomes, name))
+    if not any(published_for(name, model) for model in outcomes):
+        print(f"(no published figures are known here for {name!r}: the paper columns are blank)")
     print(f"report: {report_path}")
     return 0
 
@@ -158,13 +167,12 @@ def _previous_outcomes(report_path, dataset) -> dict[str, dict[str, Any]]:
     return dict(report.get("models", {})) if report.get("path") == str(dataset) else {}
 
 
-def _log_outcome(model: str, outcome: dict[str, Any]) -> None:
+def _log_outcome(model: str, outcome: dict[str, Any], dataset: str) -> None:
     import mlflow
 
     for protocol, metrics in outcome["test"].items():
         mlflow.log_metrics({f"test_{protocol}_{metric}": value for metric, value in metrics.items()})
-    hr_paper, ndcg_paper = PUBLISHED[model]
-    mlflow.log_metrics({"published_hr_at_10": hr_paper, "published_ndcg_at_10": ndcg_paper,
+    mlflow.log_metrics({**{f"published_{metric}": value for metric, value in _published(dataset, model).items()},
                         "train_seconds": outcome["seconds"], "epochs_run": outcome["epochs"],
                         "seconds_per_epoch": outcome["seconds_per_epoch"], "best_epoch": outcome["best_epoch"]})
     mlflow.set_tag("reproduce.stopped_reason", outcome["stopped_reason"])
@@ -172,13 +180,13 @@ def _log_outcome(model: str, outcome: dict[str, Any]) -> None:
 
 def _report(args, name: str, splits, outcomes: dict[str, dict[str, Any]]) -> dict[str, Any]:
     models = {model: {key: value for key, value in outcome.items() if key != "params"} | {
-        "published": dict(zip(("hr_at_10", "ndcg_at_10"), PUBLISHED[model], strict=True)),
+        "published": _published(name, model) or None,
         "params": outcome["params"]} for model, outcome in outcomes.items()}
     return {"dataset": name, "path": str(args.dataset), "num_users": int(len(splits.users)),
             "num_items": int(splits.num_items), "k": K,
             "protocols": {"sampled": "SASRec paper: 100 never-seen negatives, at most 10,000 users",
                           "full": "ranked against every item"},
-            "results": [row for model, outcome in outcomes.items() for row in report_rows(model, outcome)],
+            "results": [row for model, outcome in outcomes.items() for row in report_rows(model, outcome, name)],
             "models": models}
 
 

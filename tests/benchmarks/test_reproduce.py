@@ -59,7 +59,7 @@ def test_reproduce_writes_the_report_and_logs_every_run(sequence_file, tmp_path,
     rows = {(row["model"], row["protocol"], row["metric"]): row for row in report["results"]}
     assert set(rows) >= {(m, p, "ndcg_at_10") for m in report["models"] for p in ("sampled", "full")}
     sasrec = rows[("sasrec", "sampled", "ndcg_at_10")]
-    assert sasrec["published"] == 0.536 and sasrec["epochs"] == 1 and sasrec["seconds"] > 0
+    assert sasrec["published"] is None and sasrec["epochs"] == 1 and sasrec["seconds"] > 0  # a toy: no paper
     assert 0 <= sasrec["value"] <= 1 and rows[("sasrec", "full", "hr_at_10")]["published"] is None
     assert report["num_users"] == 60 and report["models"]["sasrec"]["params"]["dropout"] == 0.5
 
@@ -67,7 +67,25 @@ def test_reproduce_writes_the_report_and_logs_every_run(sequence_file, tmp_path,
     runs = mlflow.search_runs(experiment_names=["reproduce-toy"], output_format="list")
     assert {run.data.tags["reproduce.model"] for run in runs} == set(report["models"])
     assert all("test_sampled_ndcg_at_10" in run.data.metrics for run in runs)
-    assert "sasrec" in capsys.readouterr().out.split("paper protocol")[-1]  # the final table
+    out = capsys.readouterr().out
+    assert "sasrec" in out.split("paper protocol")[-1]  # the final table
+    assert "0.5360" not in out and "no published figures are known here for 'toy'" in out
+
+
+def test_the_paper_columns_show_the_datasets_own_published_rows_or_stay_blank():
+    from benchmarks.models.paper_benchmark import published_for
+
+    assert published_for("amazon-games", "sasrec") == (0.7410, 0.5360)
+    assert published_for("amazon-games", "caser") == (0.5282, 0.3214)
+    assert published_for("ml-1m", "sasrec") == (0.8245, 0.5905) and published_for("ml-1m", "caser") is None
+    assert published_for("rees46-sample", "sasrec") is None
+    outcome = {"test": {"sampled": {"hr_at_10": 0.7, "ndcg_at_10": 0.5}, "full": {"hr_at_10": 0.1, "ndcg_at_10": 0.05,
+                                                                                 "mrr": 0.04}},
+               "seconds": 1.0, "epochs": 1, "best_epoch": 1, "seconds_per_epoch": 1.0}
+    games = reproduce.format_table({"sasrec": outcome}, "amazon-games").splitlines()[-1]
+    other = reproduce.format_table({"sasrec": outcome}, "diginetica-sample").splitlines()[-1]
+    assert "0.7410" in games and "0.5360" in games
+    assert "0.7410" not in other and other.split()[2] == "-" and other.split()[4] == "-"
 
 
 def test_bench_models_prints_epoch_time_and_throughput(sequence_file, capsys):
