@@ -73,3 +73,12 @@ def test_too_few_users_or_no_campaigns_say_why_instead_of_a_number(tmp_path):
     skipped = measure_lift(tmp_path, sequences, VOCAB, None, 4, ["x"], np.zeros((9, 1)), 5, 0, SEQUENCE_TYPES,
                            "2026-11-27")["skipped"]
     assert "too few" in skipped
+
+
+def test_the_audience_size_is_a_share_of_active_users_when_configured():
+    from pipelines.config import load_config
+    from pipelines.scoring.recommendations import audience_size
+
+    assert audience_size(load_config({"scoring": {"audience_size": 300}}), 10_000) == 300
+    assert audience_size(load_config({"scoring": {"audience_share": 0.05}}), 10_000) == 500  # the share wins
+    assert audience_size(load_config({"scoring": {"audience_share": 0.0001}}), 100) == 1  # never empty
