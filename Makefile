@@ -141,7 +141,8 @@ bench-validation: setup ## validate_raw_events with and without the raw contract
 	$(PY) -m benchmarks.validation.run $(BENCH_ARGS)
 # --- end of the clickstream/cluster/benchmark block ------------------------------------------------
 
-clean: ## Remove var/ (lake, Airflow and MLflow state); keeps the virtualenv
+clean: ## Remove var/ (lake, Airflow and MLflow state) and the local PostgreSQL data (stopped first); keeps the virtualenv
+	@if [ -x $(PY) ]; then $(PY) -m pipelines.local.serving_db purge || true; $(PY) -m pipelines.local.stack purge || true; fi
 	rm -rf var
 
 # --- Paper reproduction and model benchmarks (benchmarks/models/) ---

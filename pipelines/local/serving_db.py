@@ -9,7 +9,9 @@ see ``pipelines.local.stack``), creates the ``serving`` database, yields the con
 and stops the server again if it started it. The data stay, so the next ``make run`` (or
 ``make serving-db-up`` and ``psql``) finds the days published before.
 
-    python -m pipelines.local.serving_db up | down | status | psql [SQL]
+    python -m pipelines.local.serving_db up | down | status | psql [SQL] | purge
+
+``purge`` (``make clean``) stops it and deletes its data, which under root live outside ``var/``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -92,7 +95,7 @@ def embedded_serving_db(config: PipelineConfig, env: dict[str, str]) -> Iterator
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines.local.serving_db", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["up", "down", "status", "psql"])
+    parser.add_argument("command", choices=["up", "down", "status", "psql", "purge"])
     parser.add_argument("sql", nargs="?", default=None, help="psql: run this statement and exit")
     args = parser.parse_args(argv)
     from pipelines.config import load_config
@@ -110,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
             stopped = stop(stack)
             print(f"stopped the serving database (pid {stopped['postgres']})" if stopped
                   else "serving database: it was not running")
+        elif args.command == "purge":
+            stop(stack)
+            shutil.rmtree(stack.pg_data, ignore_errors=True)
+            print(f"serving database: stopped and its data removed ({stack.pg_data})")
         elif args.command == "status":
             pid = running_pid(stack, service)
             print(f"serving database: {'running, pid ' + str(pid) if pid else 'down'}, port {stack.ports.postgres}, "

@@ -503,7 +503,7 @@ def format_status(rows: list[dict[str, object]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines.local.stack", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["up", "status", "down", "env"])
+    parser.add_argument("command", choices=["up", "status", "down", "env", "purge"])
     args = parser.parse_args(argv)
     from pipelines.config import load_config
 
@@ -516,6 +516,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"MLflow UI {stack.mlflow_url}; Spark master UI http://{HOST}:{stack.ports.spark_ui}")
         elif args.command == "status":
             print(format_status(status(stack)))
+        elif args.command == "purge":  # make clean: stopped, and PostgreSQL's data (outside var/ under root) gone
+            down(stack)
+            shutil.rmtree(stack.pg_data, ignore_errors=True)
+            print(f"stack: stopped and its PostgreSQL data removed ({stack.pg_data})")
         elif args.command == "down":
             stopped = down(stack)
             print("stopped " + ", ".join(f"{name} (pid {pid})" for name, pid in stopped.items()) if stopped

@@ -32,8 +32,12 @@ def test_make_run_shows_each_task_and_ends_with_the_summary(tmp_path):
 
     env["PIPELINE_SERVING_DB_PORT"] = str(free_port())  # its own embedded serving database, started and stopped
     launched = dt.datetime.now(dt.UTC)
-    done = subprocess.run([sys.executable, "-m", "pipelines", "run", "--ds", DS], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=900)
+    try:
+        done = subprocess.run([sys.executable, "-m", "pipelines", "run", "--ds", DS], cwd=REPO_ROOT, env=env,
+                              capture_output=True, text=True, timeout=900)
+    finally:  # make run stopped its serving database; its data (outside tmp under root) go too
+        subprocess.run([sys.executable, "-m", "pipelines.local.serving_db", "purge"], cwd=REPO_ROOT, env=env,
+                       capture_output=True)
     out = done.stdout
     assert done.returncode == 0, (out[-3000:], done.stderr[-3000:])
     demo_days = 6  # conf/test: demo.days

@@ -47,8 +47,10 @@ def test_a_service_starts_once_and_its_pid_file_names_that_very_process(small):
     pid = running_pid(stack, service)
     assert pid is not None and stack.pid_file("web").read_text().split()[0] == str(pid)
     assert start_services(stack, [service], timeout=30) == []  # already running: a no-op
+    recorded = stack.pid_file("web").read_text()
     stack.pid_file("web").write_text(f"{pid} 1\n")  # same pid, another start time: not our process
     assert running_pid(stack, service) is None
+    stack.pid_file("web").write_text(recorded)  # ours again, so the fixture stops it
     assert "web" in format_status([{"service": "web", "state": "ready", "pid": pid, "port": service.port,
                                     "log": str(stack.log_file("web"))}])
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 
 import pytest
 
@@ -48,6 +49,7 @@ def stack(tmp_path_factory):
         yield running, api, config
     finally:
         down(running)
+        shutil.rmtree(running.pg_data, ignore_errors=True)  # outside the tmp var/ when run as root
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
