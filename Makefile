@@ -16,7 +16,7 @@ MLFLOW_PORT ?= 5000
 .PHONY: stack-up stack-status stack-down test-stack redis-server chromium
 
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-20s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-20s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "  Variables: DS=YYYY-MM-DD (logical date, default yesterday UTC), PIPELINE_ENV, PYTEST_ARGS"
 
 check-java: ## Check that Java 17+ is installed (Spark needs it)
