@@ -157,8 +157,12 @@ def reference_outputs(config, ds: str, root) -> list:
                                                                   "PIPELINE_STACK", "SPARK_"))}
     env.update({f"PIPELINE__PATHS__{key.upper()}": str(path) for key, path in paths.items()})
     env["PIPELINE_SERVING_DB_PORT"] = str(free_port())
-    done = subprocess.run([sys.executable, "-m", "pipelines", "run-imported", "--ds", ds], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=900)
+    try:
+        done = subprocess.run([sys.executable, "-m", "pipelines", "run-imported", "--ds", ds], cwd=REPO_ROOT,
+                              env=env, capture_output=True, text=True, timeout=900)
+    finally:  # its serving database was stopped; its data (outside tmp under root) go too
+        subprocess.run([sys.executable, "-m", "pipelines.local.serving_db", "purge"], cwd=REPO_ROOT, env=env,
+                       capture_output=True)
     assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
     from pipelines.config import load_config
 
