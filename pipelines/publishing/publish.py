@@ -69,8 +69,7 @@ def publish_outputs(config: PipelineConfig, ds: str, target: ServingTarget | Non
             summary["database"] = {"target": target.describe(), "schema": config.publishing.schema_name,
                                    **store.publish_day(connection, config.publishing.schema_name,
                                                        config.publishing.max_customer_id_length, ds,
-                                                       _serving_rows(recs, store.RECOMMENDATION_COLUMNS),
-                                                       _serving_rows(auds, store.AUDIENCE_COLUMNS), model_version)}
+                                                       recs, auds, model_version)}
         finally:
             connection.close()
     summary["seconds"] = round(time.perf_counter() - started, 2)
@@ -111,10 +110,6 @@ def _by_customer(table: pa.Table, index: CustomerIndex) -> tuple[pa.Table, dict[
               TOO_LONG: int(too_long.sum()), "unmapped": int(unmapped.sum()),
               "quarantined_keys": {key: index.too_long[key] for key, bad in zip(keys, too_long, strict=True) if bad}}
     return kept, counts
-
-
-def _serving_rows(table: pa.Table, columns: tuple[str, ...]) -> pa.Table:
-    return table.select(list(columns))
 
 
 def _quarantine(config: PipelineConfig, ds: str, too_long: dict[str, str]) -> None:
