@@ -220,10 +220,11 @@ def test_a_backfill_from_the_form_runs_earlier_days_in_order_with_the_champion_o
     page.get_by_test_id("trigger-dag-button").click()
     dialog = modal(page)
     dialog.get_by_text("Backfill", exact=True).click()
-    for day in (DAYS[0], LATEST):  # From, To; the latest night exists: "Missing Runs" runs the two before it
+    for label, day in (("From", DAYS[0]), ("To", LATEST)):  # the latest night exists: "Missing Runs" runs 2
         dialog.get_by_text("Select date and time").first.click()
-        page.locator("input[placeholder='YYYY/MM/DD']:visible").fill(day.replace("-", "/"))
-        page.locator("input[placeholder='HH:mm']:visible").fill("00:00")
+        # By its label: once From is filled, both date fields can be visible at once (a strict-mode clash)
+        page.get_by_role("textbox", name=label, exact=True).fill(day.replace("-", "/"))
+        page.locator("input[placeholder='HH:mm']:visible").last.fill("00:00")
         page.keyboard.press("Escape")  # closes the date picker, not the form
     dialog.get_by_text("2 runs will be triggered.").wait_for()
     shot(page, "03-backfill-form")
