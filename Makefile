@@ -105,11 +105,24 @@ mlflow-ui: setup ## MLflow UI (http://localhost:$(MLFLOW_PORT)) over the local t
 # --- Promotion control and the run report (pipelines/registry/, pipelines/reporting/) ---
 REASON ?=
 TO_VERSION ?=
+ALLOW_ERASED ?=
 .PHONY: rollback report
 
-rollback: setup ## Move the champion back to the previous approved version: make rollback REASON='...' [TO_VERSION=N]
+rollback: setup ## Move the champion back to the previous approved version: make rollback REASON='...' [TO_VERSION=N] [ALLOW_ERASED=1]
 	@test -n "$(REASON)" || { echo "error: say why: make rollback REASON='stale recommendations since 2026-11-27'" >&2; exit 2; }
-	$(PY) -m pipelines rollback --reason "$(REASON)" $(if $(TO_VERSION),--to-version $(TO_VERSION))
+	$(PY) -m pipelines rollback --reason "$(REASON)" $(if $(TO_VERSION),--to-version $(TO_VERSION)) $(if $(ALLOW_ERASED),--allow-erased-training-data)
+
+# --- Privacy: erasure and suppression requests (pipelines/privacy/, dags/privacy_erasure.py) ---
+CUSTOMER ?=
+KIND ?= erase
+.PHONY: erase erasure-status
+
+erase: setup ## Erase a customer everywhere now: make erase CUSTOMER=<id> REASON='...' [KIND=suppress] [NO_RUN=1]
+	@test -n "$(CUSTOMER)" -a -n "$(REASON)" || { echo "usage: make erase CUSTOMER=<customer id> REASON='GDPR art. 17, ticket 4411' [KIND=suppress]" >&2; exit 2; }
+	$(PY) -m pipelines erase --customer "$(CUSTOMER)" --reason "$(REASON)" --kind $(KIND) $(if $(NO_RUN),--no-run)
+
+erasure-status: setup ## Every erasure request: status, counts removed per store, open and overdue ones
+	$(PY) -m pipelines erasure-status
 
 report: setup ## (Re)write the run report of DS (var/reports/run-DS.html and .md) from the lake and MLflow
 	$(PY) -m pipelines report --ds $(DS)
@@ -118,7 +131,7 @@ report: setup ## (Re)write the run report of DS (var/reports/run-DS.html and .md
 MAPPING ?=
 INPUT ?=
 BENCH_ARGS ?=
-.PHONY: import run-imported spark-cluster spark-cluster-stop bench-features bench-validation
+.PHONY: import run-imported spark-cluster spark-cluster-stop bench-features bench-validation bench-erasure
 
 import: setup ## Land an export in the raw zone by day: make import MAPPING=conf/mappings/rees46.yaml INPUT=events.csv
 	@test -n "$(MAPPING)" -a -n "$(INPUT)" || { echo "usage: make import MAPPING=conf/mappings/<name>.yaml INPUT=<export file>" >&2; exit 2; }
@@ -137,6 +150,8 @@ bench-features: setup ## Spark job vs DuckDB SQL on 1M and 10M events, full and 
 	$(PY) -m benchmarks.features.run $(BENCH_ARGS)
 bench-publish: setup ## The publish task on 1M recommendation rows into an embedded PostgreSQL: rows/s, rerun, vs row INSERTs
 	$(PY) -m benchmarks.publishing.run $(BENCH_ARGS)
+bench-erasure: setup ## Erase 100 customers from the lake make run left (a copy), against erasing one: seconds, rows per store
+	$(PY) -m benchmarks.privacy.run $(BENCH_ARGS)
 bench-validation: setup ## validate_raw_events with and without the raw contract on one 1M-event day (BENCH_ARGS: --events N)
 	$(PY) -m benchmarks.validation.run $(BENCH_ARGS)
 # --- end of the clickstream/cluster/benchmark block ------------------------------------------------

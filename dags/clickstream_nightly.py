@@ -24,7 +24,9 @@ Turns one day of raw clickstream (`ds`, the run's logical date) into next-item r
    report `reports/run-<ds>.html` (and `.md`, and in MLflow) with the checks, metrics, gate and plots.
 
 Every task reads and writes only its `ds` partition, atomically, so reruns and backfills give the
-same result. Run params override the layered config (`conf/`); see README.md.
+same result. The tasks that write lake partitions share the `lake_writes` pool with `privacy_erasure`,
+so an erasure never rewrites a day while this run writes it; new events of customers with an erasure
+or suppression request are dropped at validation (`rows_suppressed`). Run params override the layered config (`conf/`); see README.md.
 """
 
 from __future__ import annotations
@@ -67,7 +69,10 @@ PUBLISHED = Asset(name="serving_recommendations", uri=f"postgres://{CONFIG.publi
                                       description="Why promotion is forced or forbidden (needed for those two only)")},
 )
 def clickstream_nightly():
-    @task
+    # The tasks that rewrite lake partitions share the lake_writes pool with privacy_erasure.
+    lake_pool = CONFIG.privacy.lake_pool
+
+    @task(pool=lake_pool)
     def validate_raw_events(ds: str, params: dict) -> dict:
         from pipelines import tasks
 
@@ -84,6 +89,7 @@ def clickstream_nightly():
         conf={"spark.sql.session.timeZone": "UTC", "spark.ui.showConsoleProgress": "false"},
         name="build_features_{{ ds_nodash }}",
         outlets=[FEATURES],
+        pool=lake_pool,
     )
 
     @task
@@ -114,13 +120,13 @@ def clickstream_nightly():
                    "who": getattr(dag_run, "triggering_user_name", None), "run_id": getattr(dag_run, "run_id", None)}
         return tasks.promote_champion(ds, evaluation, params["overrides"], control)
 
-    @task(outlets=[RECOMMENDATIONS, AUDIENCES])
+    @task(outlets=[RECOMMENDATIONS, AUDIENCES], pool=lake_pool)
     def score_users(decision: dict, ds: str, params: dict) -> dict:
         from pipelines import tasks
 
         return tasks.score_users(ds, params["overrides"])
 
-    @task(outlets=[PUBLISHED])
+    @task(outlets=[PUBLISHED], pool=lake_pool)
     def publish(scored: dict, ds: str, params: dict) -> dict:
         from pipelines import tasks
 

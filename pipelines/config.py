@@ -251,6 +251,14 @@ class PublishingConfig(_Section):
         return name
 
 
+class PrivacyConfig(_Section):
+    deadline_hours: int = Field(ge=1)
+    raw_retention_days: int = Field(ge=1)
+    lake_pool: str
+    lake_pool_slots: int = Field(ge=1)
+    vacuum_full: bool
+
+
 class ReportConfig(_Section):
     history_runs: int
     popularity_buckets: int
@@ -274,8 +282,20 @@ class PipelineConfig(_Section):
     promotion: PromotionConfig
     scoring: ScoringConfig
     publishing: PublishingConfig
+    privacy: PrivacyConfig
     report: ReportConfig
     mlflow: MlflowConfig
+
+    @model_validator(mode="after")
+    def _retention_keeps_the_window(self) -> PipelineConfig:
+        needed = self.features.window_days + self.validation.late_event_days
+        if self.privacy.raw_retention_days <= needed:
+            raise ValueError(
+                f"privacy.raw_retention_days={self.privacy.raw_retention_days} would delete raw days the feature "
+                f"job still reads (features.window_days={self.features.window_days} + "
+                f"validation.late_event_days={self.validation.late_event_days}); keep more than {needed} days "
+                "or shorten the window")
+        return self
 
     @property
     def layout(self) -> LakeLayout:

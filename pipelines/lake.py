@@ -13,6 +13,10 @@
     <lake>/activation/exports/dt=D/             JSON Lines by customer id (the raw zone's trust boundary)
     <lake>/quarantine/publishing/dt=D/          customer ids the serving tables cannot take
     <lake>/registry/champion_history.jsonl      every move of the champion alias
+    <lake>/privacy/requests/*.jsonl             erasure requests dropped in (make erase), read and removed by intake
+    <lake>/privacy/pending/<request_id>.json    an accepted request until it is done (the only place its id is kept)
+    <lake>/privacy/audit.jsonl                  every request's status and counts, by request id (no customer id)
+    <lake>/privacy/suppressed.jsonl             keyed digests of suppressed user ids (``pipelines.suppression``)
     <reports>/run-D.{html,md,json}              the run report and summary
 
 Only ``dt=YYYY-MM-DD`` folders are days: hidden staging folders of writers in flight
@@ -144,6 +148,22 @@ class LakeLayout:
     @property
     def audiences(self) -> Path:
         return self.lake_dir / "outputs" / "audiences"
+
+    @property
+    def privacy_requests(self) -> Path:
+        return self.lake_dir / "privacy" / "requests"
+
+    @property
+    def privacy_pending(self) -> Path:
+        return self.lake_dir / "privacy" / "pending"
+
+    @property
+    def privacy_audit(self) -> Path:
+        return self.lake_dir / "privacy" / "audit.jsonl"
+
+    @property
+    def suppression_list(self) -> Path:
+        return self.lake_dir / "privacy" / "suppressed.jsonl"
 
     @property
     def champion_history(self) -> Path:

@@ -112,10 +112,44 @@ def write_run_report(ds: str, overrides: dict[str, Any] | None = None,
 
 
 def rollback_champion(reason: str, who: str | None = None, to_version: str | None = None,
-                      run_id: str | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+                      run_id: str | None = None, overrides: dict[str, Any] | None = None,
+                      allow_erased_training_data: bool = False) -> dict[str, Any]:
     """Move the champion back to the previous approved version (make rollback, the champion_rollback DAG)."""
     from pipelines.registry.champion import current_user
     from pipelines.registry.champion import rollback_champion as rollback
 
     return rollback(load_config(overrides), reason, who or current_user(), run_id=run_id,
-                    to_version=str(to_version) if to_version else None)
+                    to_version=str(to_version) if to_version else None,
+                    allow_erased_training_data=allow_erased_training_data)
+
+
+def accept_erasure_requests(requests: list[dict[str, Any]] | None = None, requested_by: str | None = None,
+                            overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Take in the dropped request files and the run's own requests (the DAG's param); ids never returned."""
+    from pipelines.privacy.requests import accept_requests
+
+    extra = [{**request, "requested_by": request.get("requested_by") or requested_by or "airflow"}
+             for request in requests or []]
+    return accept_requests(load_config(overrides), extra)
+
+
+def erase_pending_requests(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Carry out every pending request in every store (the serving database of ``publishing.conn_id`` too)."""
+    from pipelines.privacy.erasure import erase_pending, record_failure
+
+    config = load_config(overrides)
+    target = serving_target(config.publishing.conn_id) if config.publishing.enabled else None
+    try:
+        return erase_pending(config, target)
+    except Exception as err:
+        record_failure(config, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+        raise
+
+
+def apply_retention(ds: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Delete raw days past ``privacy.raw_retention_days``; blank suppressed people's newly landed raw lines."""
+    from pipelines.privacy.retention import apply_retention as retain
+    from pipelines.privacy.retention import sweep_suppressed
+
+    config = load_config(overrides)
+    return {**retain(config, ds), "suppressed_lines_blanked": sweep_suppressed(config)}

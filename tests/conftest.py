@@ -96,11 +96,9 @@ def fresh(registry):
 
 
 def free_port() -> int:
-    import socket
+    from pipelines.local.stack import free_port as free
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    return free()
 
 
 @pytest.fixture(scope="session")

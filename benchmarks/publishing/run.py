@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -30,7 +29,7 @@ from pipelines.config import load_config
 from pipelines.io import write_json_atomic
 from pipelines.lake import PART_FILE, partition_path
 from pipelines.local.serving_db import PORT_ENV, serving_stack, start, stop
-from pipelines.local.stack import DB_USER, HOST, SERVING_DATABASE, database_password
+from pipelines.local.stack import DB_USER, HOST, SERVING_DATABASE, database_password, free_port
 from pipelines.publishing.connection import ServingTarget, connect
 from pipelines.publishing.customers import user_key_of
 from pipelines.publishing.publish import publish_outputs
@@ -92,12 +91,6 @@ def row_inserts(target: ServingTarget, rows: int) -> float:
         connection.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=50_000)
@@ -110,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = {"var_dir": str(work), "lake_dir": str(work / "lake"), "gx_dir": str(work / "gx"),
              "mlflow_dir": str(work / "mlflow"), "reports_dir": str(work / "reports")}
     config = load_config({"paths": paths, "publishing": {"schema_name": "bench"}})
-    stack = serving_stack(config, {**os.environ, PORT_ENV: str(_free_port())})
+    stack = serving_stack(config, {**os.environ, PORT_ENV: str(free_port())})
     start(stack)
     target = ServingTarget("bench", HOST, stack.ports.postgres, DB_USER, database_password(config), SERVING_DATABASE)
     try:

@@ -114,12 +114,14 @@ class Progress:
 
 
 def run_dag_test(config: PipelineConfig, env: dict[str, str], ds: str, stages: dict[str, float],
-                 out: TextIO = sys.stdout, poll_seconds: float = POLL_SECONDS) -> tuple[int, Path]:
-    """``airflow dags test`` of the nightly DAG for ``ds``, its output in ``var/logs``; (exit status, log file).
+                 out: TextIO = sys.stdout, poll_seconds: float = POLL_SECONDS,
+                 dag_id: str | None = None) -> tuple[int, Path]:
+    """``airflow dags test`` of the nightly DAG (or ``dag_id``) for ``ds``, its output in ``var/logs``;
+    (exit status, log file).
 
     Prints each task's progress while it runs; adds the run's wall time and each task's to ``stages``.
     """
-    dag_id = config.airflow.dag_id
+    dag_id = dag_id or config.airflow.dag_id
     log_file = config.layout.logs_dir / f"{dag_id}-{ds}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     print(f"running DAG {dag_id} for {ds} (task logs: {log_file}) ...", file=out, flush=True)

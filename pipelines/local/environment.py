@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from pipelines.config import REPO_ROOT, PipelineConfig
 
@@ -82,13 +83,27 @@ def check_java(java: str | None = None) -> str:
     return output.splitlines()[0] if output else f"java {major}"
 
 
+def pool_definitions(config: PipelineConfig) -> dict[str, dict[str, Any]]:
+    """The Airflow pools the DAGs use, as ``airflow pools import`` reads them."""
+    return {config.airflow.gpu_pool: {"slots": config.airflow.gpu_pool_slots,
+                                      "description": "Training tasks on the accelerator"},
+            config.privacy.lake_pool: {"slots": config.privacy.lake_pool_slots,
+                                       "description": "Tasks that rewrite lake partitions (nightly writers, erasure)"}}
+
+
+def pools_file(config: PipelineConfig, airflow_home: Path) -> Path:
+    path = Path(airflow_home) / "pools.json"
+    path.write_text(json.dumps(pool_definitions(config), indent=2) + "\n")
+    return path
+
+
 def prepare_airflow(config: PipelineConfig, env: dict[str, str]) -> None:
-    """Create or upgrade Airflow's metadata database and the ``gpu`` pool (both idempotent)."""
+    """Create or upgrade Airflow's metadata database and the pools (``gpu``, ``lake_writes``; idempotent)."""
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     airflow = [sys.executable, "-m", "airflow"]
     _run_quiet([*airflow, "db", "migrate"], env, "airflow db migrate")
-    _run_quiet([*airflow, "pools", "set", config.airflow.gpu_pool, str(config.airflow.gpu_pool_slots),
-                "Training tasks on the accelerator"], env, "airflow pools set")
+    _run_quiet([*airflow, "pools", "import", str(pools_file(config, Path(env["AIRFLOW_HOME"])))], env,
+               "airflow pools import")
 
 
 def _run_quiet(command: list[str], env: dict[str, str], what: str) -> None:

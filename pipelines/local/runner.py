@@ -26,17 +26,23 @@ from pipelines.validation.checks import DataCheckError
 from pipelines.validation.raw_day import already_validated, validate_raw_day
 from pipelines.validation.raw_events import RawDataError
 
+PRIVACY_DAG_ID = "privacy_erasure"
+
 
 def land_demo(config: PipelineConfig, ds: str) -> dict[str, Any]:
     """The demo clickstream's ``demo.days`` raw days ending at ``ds`` (deterministic: a rerun rewrites the same)."""
     from pipelines.demo import generate_demo_clickstream
+    from pipelines.privacy.retention import sweep_suppressed
 
     demo = config.demo
-    return generate_demo_clickstream(config.layout.raw_events, end_date=dt.date.fromisoformat(ds),
-                                     days=demo.days, n_users=demo.n_users, n_items=demo.n_items,
-                                     events_per_day=demo.events_per_day, seed=demo.seed,
-                                     collector_noise_rate=demo.collector_noise_rate,
-                                     catalog_root=config.layout.catalog)
+    landed = generate_demo_clickstream(config.layout.raw_events, end_date=dt.date.fromisoformat(ds),
+                                       days=demo.days, n_users=demo.n_users, n_items=demo.n_items,
+                                       events_per_day=demo.events_per_day, seed=demo.seed,
+                                       collector_noise_rate=demo.collector_noise_rate,
+                                       catalog_root=config.layout.catalog)
+    # Like a collector with a suppression list: erased or suppressed people's events are not landed again.
+    sweep_suppressed(config, sorted(lake.day_folders(config.layout.raw_events)))
+    return landed
 
 
 def earlier_days(config: PipelineConfig, ds: str) -> list[str]:
@@ -95,6 +101,23 @@ def run_nightly(config: PipelineConfig, ds: str, *, demo: bool, out: TextIO = sy
     if served:
         print(served, file=out)
     return code
+
+
+def run_privacy(config: PipelineConfig, ds: str, out: TextIO = sys.stdout) -> int:
+    """The ``privacy_erasure`` DAG for ``ds`` through ``airflow dags test`` (make erase), then the audit."""
+    from pipelines.privacy.status import erasure_status, format_status
+
+    env = pipeline_environment(config)
+    stages: dict[str, float] = {}
+    prepare_airflow(config, env)
+    with embedded_serving_db(config, env) as serving:
+        env.update(serving)
+        returncode, log_file = run_dag_test(config, env, ds, stages, out, dag_id=PRIVACY_DAG_ID)
+    print(format_status(erasure_status(config)), file=out)
+    if returncode:
+        print(f"the privacy_erasure run failed (exit status {returncode}); its requests stay pending and the next "
+              f"run finishes them; task logs: {log_file}", file=out)
+    return 1 if returncode else 0
 
 
 def _served_sample(config: PipelineConfig, env: dict[str, str]) -> str:

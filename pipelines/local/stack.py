@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipelines.config import REPO_ROOT, PipelineConfig
-from pipelines.local.environment import pipeline_environment, shell_exports
+from pipelines.local.environment import pipeline_environment, pools_file, shell_exports
 from pipelines.local.spark_cluster import MASTER_CLASS, WORKER_CLASS, spark_home
 
 HOST = "127.0.0.1"
@@ -253,6 +253,13 @@ def _start_time(pid: int) -> str | None:
     return None if fields[0] == "Z" else fields[19]  # starttime; a zombie has exited
 
 
+def free_port() -> int:
+    """A TCP port free on the stack's host right now (for a throwaway server: a test, a benchmark)."""
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
 def _port_open(port: int) -> bool:
     with socket.socket() as probe:
         probe.settimeout(1)
@@ -404,9 +411,8 @@ def _migrate_airflow(stack: Stack) -> None:
     Path(stack.env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     airflow = [sys.executable, "-m", "airflow"]
     for what, command in (("airflow db migrate", [*airflow, "db", "migrate"]),
-                          ("airflow pools set", [*airflow, "pools", "set", stack.config.airflow.gpu_pool,
-                                                 str(stack.config.airflow.gpu_pool_slots),
-                                                 "Training tasks on the accelerator"])):
+                          ("airflow pools import", [*airflow, "pools", "import",
+                                                    str(pools_file(stack.config, Path(stack.env["AIRFLOW_HOME"])))])):
         with stack.log_file("airflow-init").open("ab") as log:
             done = subprocess.run(command, env=stack.env, stdout=log, stderr=subprocess.STDOUT)
         if done.returncode != 0:

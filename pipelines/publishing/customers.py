@@ -10,6 +10,8 @@ and the activation exports; nothing in ``features/`` or ``outputs/`` learns them
 Anonymous visitors (``publishing.anonymous_user_ids``, e.g. ``anon-...`` cookies or DIGINETICA's
 ``session-...`` users) are never mapped: they have no customer to activate. An id longer than the
 serving column (``publishing.max_customer_id_length``) is set aside, counted, to the quarantine.
+Suppressed people (an accepted erasure or suppression request, ``pipelines.suppression``) are never
+mapped either, so publishing never writes them again, whatever an older partition still holds.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import pyarrow.parquet as pq
 from pipelines import columns as C
 from pipelines import lake
 from pipelines.config import PipelineConfig
+from pipelines.suppression import Suppressions
 
 TOO_LONG = "customer_id_too_long"  # quarantine reason
 
@@ -42,6 +45,7 @@ class CustomerIndex:
     by_key: dict[str, str]
     anonymous: set[str] = field(default_factory=set)  # user keys of anonymous visitors
     too_long: dict[str, str] = field(default_factory=dict)  # user key -> id longer than the column allows
+    suppressed: set[str] = field(default_factory=set)  # user keys of people with an erasure or suppression request
     days_read: int = 0
 
 
@@ -75,9 +79,12 @@ def customer_index(config: PipelineConfig, ds: str, key: bytes) -> CustomerIndex
     anonymous_pattern = re.compile(config.publishing.anonymous_user_ids)
     limit = config.publishing.max_customer_id_length
     index = CustomerIndex(by_key={}, days_read=len(folders))
+    suppressions = Suppressions(config.layout.suppression_list, config.features.hash_key_env)
     for user_id in user_ids:
         user_key = user_key_of(user_id, key)
-        if anonymous_pattern.search(user_id):
+        if user_id in suppressions:
+            index.suppressed.add(user_key)
+        elif anonymous_pattern.search(user_id):
             index.anonymous.add(user_key)
         elif len(user_id) > limit:
             index.too_long[user_key] = user_id

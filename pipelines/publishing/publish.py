@@ -8,7 +8,7 @@
 5. Record the counts (no ids) in ``outputs/publications/dt=D/publication.json`` for the run report.
 
 Counts reconcile: rows read = rows published + rows of anonymous visitors + rows quarantined +
-rows of keys no validated raw day knows (``unmapped``; a key of the features outside the window's
+rows of suppressed people (an erasure request not yet carried out) + rows of keys no validated raw day knows (``unmapped``; a key of the features outside the window's
 raw days would be a lake inconsistency, and is logged as such).
 """
 
@@ -98,8 +98,9 @@ def _by_customer(table: pa.Table, index: CustomerIndex) -> tuple[pa.Table, dict[
     customer_ids = [index.by_key.get(key) for key in keys]
     anonymous = np.fromiter((key in index.anonymous for key in keys), bool, len(keys))
     too_long = np.fromiter((key in index.too_long for key in keys), bool, len(keys))
+    suppressed = np.fromiter((key in index.suppressed for key in keys), bool, len(keys))
     mapped = np.fromiter((cid is not None for cid in customer_ids), bool, len(keys))
-    unmapped = ~(mapped | anonymous | too_long)
+    unmapped = ~(mapped | anonymous | too_long | suppressed)
     if unmapped.any():
         log.error("%s rows belong to %s user keys that no validated raw day of the window holds; they are not "
                   "published. The features and the raw layer disagree: rebuild the features of the day",
@@ -107,7 +108,7 @@ def _by_customer(table: pa.Table, index: CustomerIndex) -> tuple[pa.Table, dict[
     kept = table.filter(pa.array(mapped)).append_column(
         CUSTOMER_ID, pa.array([cid for cid in customer_ids if cid is not None], pa.string()))
     counts = {"read": len(keys), "published": int(mapped.sum()), "anonymous": int(anonymous.sum()),
-              TOO_LONG: int(too_long.sum()), "unmapped": int(unmapped.sum()),
+              TOO_LONG: int(too_long.sum()), "suppressed": int(suppressed.sum()), "unmapped": int(unmapped.sum()),
               "quarantined_keys": {key: index.too_long[key] for key, bad in zip(keys, too_long, strict=True) if bad}}
     return kept, counts
 

@@ -198,3 +198,37 @@ def read_current(connection, schema: str, limit: int = 3) -> list[tuple]:
                                       ORDER BY customer_id LIMIT %s)
                 GROUP BY ds, customer_id ORDER BY customer_id""", (limit,))
         return cursor.fetchall()
+
+
+ERASABLE_TABLES = {"recommendations": "customer_id", "audiences": "customer_id",
+                   "customer_recommendations": "external_id"}
+
+
+def erase_customers(connection, schema: str, customer_ids: list[str], vacuum_full: bool = True) -> dict[str, int]:
+    """Delete every row of ``customer_ids`` from the serving tables (every day); rows deleted per table.
+
+    Runs under the publishing lock, so it never interleaves with a publish. ``vacuum_full`` then
+    rewrites the tables that lost rows (``VACUUM FULL``), so the deleted rows leave the data files too,
+    not only the visible table. A schema not created yet (nothing published) deletes nothing.
+    """
+    deleted = dict.fromkeys(ERASABLE_TABLES, 0)
+    with connection:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+            cursor.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,))
+            present = {row[0] for row in cursor.fetchall()}
+            for table, column in ERASABLE_TABLES.items():
+                if table in present and customer_ids:
+                    cursor.execute(f"DELETE FROM {schema}.{table} WHERE {column} = ANY(%s)", (list(customer_ids),))
+                    deleted[table] = cursor.rowcount
+    if vacuum_full and any(deleted.values()):
+        autocommit = connection.autocommit
+        connection.autocommit = True  # VACUUM cannot run inside a transaction
+        try:
+            with connection.cursor() as cursor:
+                for table, count in deleted.items():
+                    if count:
+                        cursor.execute(f"VACUUM FULL {schema}.{table}")
+        finally:
+            connection.autocommit = autocommit
+    return deleted

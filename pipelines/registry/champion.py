@@ -17,6 +17,7 @@ from typing import Any
 from pipelines import lake
 from pipelines.config import PipelineConfig
 from pipelines.io import write_json_atomic, write_text_atomic
+from pipelines.registry.erased import erased_requests_of
 from pipelines.registry.store import configure_mlflow
 
 log = logging.getLogger(__name__)
@@ -147,8 +148,12 @@ def previous_approved(history: list[dict[str, Any]], current: str | None) -> str
 
 
 def rollback_champion(config: PipelineConfig, reason: str, who: str, run_id: str | None = None,
-                      to_version: str | None = None) -> dict[str, Any]:
-    """Move the champion back to the previous approved version (or ``to_version``, which must have been one)."""
+                      to_version: str | None = None, allow_erased_training_data: bool = False) -> dict[str, Any]:
+    """Move the champion back to the previous approved version (or ``to_version``, which must have been one).
+
+    A version trained on data that held a person erased since (``registry.erased``) is refused unless
+    ``allow_erased_training_data`` (the reason then says why, and the history keeps both).
+    """
     if not reason or not reason.strip():
         raise RegistryError("rollback: give a reason (make rollback REASON='...'); it is kept in the history")
     history = read_history(config)
@@ -172,10 +177,20 @@ def rollback_champion(config: PipelineConfig, reason: str, who: str, run_id: str
                             f"{sorted(approved, key=int) or 'none'}); pick one of those")
     if target == current:
         raise RegistryError(f"rollback: version {target} is already the champion")
+    target_version = _version(config, target)
+    erased = erased_requests_of(target_version)
+    if erased and not allow_erased_training_data:
+        raise RegistryError(
+            f"rollback: version {target} was trained on data that held {len(erased)} person(s) erased since "
+            f"(requests {', '.join(erased[:5])}); restoring it would serve a model that learnt from them. The "
+            f"champion {current} is kept. If you must, pass --allow-erased-training-data (make rollback "
+            "ALLOW_ERASED=1) and say why in the reason")
     try:
-        load_registered_model(_version(config, target))
+        load_registered_model(target_version)
     except Exception as err:  # noqa: BLE001 - never move the alias to a model that cannot serve
         raise RegistryError(f"rollback: version {target} cannot be loaded ({err}); champion {current} is kept") from err
+    if erased:
+        reason = f"{reason} [restored although trained on erased people's data: {', '.join(erased)}]"
     entry = move_champion(config, target, action=ROLLBACK, ds=None, who=who, reason=reason, run_id=run_id,
                           previous=current)
     return {**entry, "rolled_back": True}

@@ -24,6 +24,15 @@ from pipelines.lake import PART_FILE, partition_path, read_record
 log = logging.getLogger(__name__)
 
 
+def privacy_summary(config: PipelineConfig, raw_check: dict[str, Any]) -> dict[str, Any]:
+    """Erasure requests (open, overdue) and the day's rows of suppressed people dropped at ingest; no ids."""
+    from pipelines.privacy.status import erasure_status
+
+    status = erasure_status(config)
+    return {"requests": len(status["requests"]), "open": len(status["open"]), "overdue": status["overdue"],
+            "deadline_hours": status["deadline_hours"], "rows_suppressed": raw_check.get("rows_suppressed", 0)}
+
+
 def collect_run_record(config: PipelineConfig, ds: str, run_started: dt.datetime | None = None,
                        stage_seconds: dict[str, float] | None = None) -> dict[str, Any]:
     """Checks, feature stats, metrics, the gate's decision, outputs, history and trends of ``ds``."""
@@ -41,6 +50,7 @@ def collect_run_record(config: PipelineConfig, ds: str, run_started: dt.datetime
         "rules": read_record(layout.rules_record(ds), run_started) if written else {},
         "lift": read_record(layout.lift_record(ds), run_started) if written else {},
         "publication": read_record(layout.publication_record(ds), run_started),
+        "privacy": privacy_summary(config, checks.get(lake.RAW_EVENTS_CHECK, {})),
         "history": _champion_history(config), "trend": metric_trend(config, ds),
         "volume": daily_volume(config, ds), "curves": training_curves(config, evaluation),
         "outputs": {"recommendations": str(partition_path(layout.recommendations, ds)),

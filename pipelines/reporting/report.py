@@ -127,13 +127,20 @@ def build_sections(report: dict[str, Any]) -> list[tuple[str, list[str], list[li
                                      f"schema {database.get('schema', '-')}"],
                 ["customers", str(publication["customers"])],
                 ["rows left out", f"anonymous visitors {recs['anonymous']}, quarantined (id too long) "
-                                  f"{recs['customer_id_too_long']}, unmapped {recs['unmapped']}"]]
+                                  f"{recs['customer_id_too_long']}, suppressed {recs.get('suppressed', 0)}, "
+                                  f"unmapped {recs['unmapped']}"]]
         rows += [[f"table {name}", ", ".join(f"{k} {v}" for k, v in counts.items())] for name, counts in tables.items()]
         if database.get("later_day_published"):
             rows.append(["current day", f"{database['later_day_published']} stays current (this is an earlier day)"])
         if publication.get("exports"):
             rows.append(["JSON Lines export", publication["exports"]["path"]])
         sections.append(("Published", ["", ""], rows))
+    privacy = report.get("privacy") or {}
+    if privacy.get("requests") or privacy.get("rows_suppressed"):
+        sections.append(("Privacy (make erasure-status)", ["", ""], [
+            ["erasure requests", str(privacy["requests"])], ["open", str(privacy["open"])],
+            [f"overdue (open over {privacy['deadline_hours']} h)", ", ".join(privacy["overdue"]) or "none"],
+            ["rows of suppressed people dropped at ingest this day", str(privacy["rows_suppressed"])]]))
     sections.append(("Champion history", ["at", "action", "version", "previous", "who", "reason"],
                      [[e["at"], e["action"], e["version"], str(e.get("previous_version")), e.get("who", ""),
                        e.get("reason", "")] for e in reversed(report["history"])]))

@@ -30,7 +30,7 @@ def format_run_summary(summary: dict[str, Any]) -> str:
              "", *_metric_lines(summary["evaluation"]), "", *_decision_lines(summary["decision"]),
              *_recommendation_lines(summary.get("recommendations", {}), summary.get("audiences", {})),
              *rule_lines(summary.get("rules", {})), *lift_lines(summary.get("lift", {})),
-             *publication_lines(summary.get("publication", {})), "",
+             *publication_lines(summary.get("publication", {})), *privacy_lines(summary.get("privacy", {})), "",
              "Outputs"]
     lines += [f"  {name:<16} {path}" for name, path in summary["outputs"].items()]
     lines += ["", "Wall time per stage (s)"]
@@ -149,7 +149,16 @@ def publication_lines(publication: dict[str, Any]) -> list[str]:
             f"{where} ({tables.get('inserted', 0)} new, {tables.get('updated', 0)} changed, "
             f"{tables.get('unchanged', 0)} unchanged, {tables.get('deleted', 0)} removed); left out: "
             f"{recs['anonymous']} rows of anonymous visitors, {recs['customer_id_too_long']} quarantined, "
-            f"{recs['unmapped']} unmapped"]
+            f"{recs.get('suppressed', 0)} suppressed, {recs['unmapped']} unmapped"]
+
+
+def privacy_lines(privacy: dict[str, Any]) -> list[str]:
+    if not privacy or not (privacy.get("requests") or privacy.get("rows_suppressed")):
+        return []
+    overdue = privacy["overdue"]
+    return [f"Privacy: {privacy['requests']} erasure requests, {privacy['open']} open, {len(overdue)} overdue "
+            f"(deadline {privacy['deadline_hours']} h){': ' + ', '.join(overdue[:5]) if overdue else ''}; "
+            f"{privacy['rows_suppressed']} rows of suppressed people dropped at ingest today (make erasure-status)"]
 
 
 def _ratio(value: float | None) -> str:

@@ -17,6 +17,7 @@ from pipelines.config import PipelineConfig
 from pipelines.dates import day_interval
 from pipelines.io import write_json_atomic
 from pipelines.lake import partition_path
+from pipelines.suppression import Suppressions
 from pipelines.validation.checks import DataCheckError
 from pipelines.validation.drift import check_raw_drift
 from pipelines.validation.raw_events import RawDataError, validate_raw_events
@@ -37,7 +38,8 @@ def validate_raw_day(config: PipelineConfig, ds: str) -> dict[str, Any]:
             validated_partition=partition_path(layout.validated_events, ds),
             quarantine_partition=partition_path(layout.quarantine, ds),
             gx_project_dir=layout.gx_dir, max_failure_rate=config.validation.max_failure_rate,
-            limits=raw_limits(config))
+            limits=raw_limits(config),
+            suppressions=Suppressions(layout.suppression_list, config.features.hash_key_env))
     except RawDataError as err:
         counts = err.result.to_dict() if err.result else {"ds": ds}
         write_json_atomic(record_path, {**counts, "success": False, "failures": [str(err)], "warnings": []})
@@ -48,8 +50,9 @@ def validate_raw_day(config: PipelineConfig, ds: str) -> dict[str, Any]:
     summary = {**result.to_dict(), "success": result.success and drift["success"], "drift": drift,
                "failures": drift["failures"], "warnings": drift["warnings"]}
     write_json_atomic(record_path, summary)
-    log.info("raw events dt=%s: %s in = %s accepted + %s quarantined; data docs: %s", ds,
-             result.rows_in, result.rows_accepted, result.rows_quarantined, result.data_docs_path)
+    log.info("raw events dt=%s: %s in = %s accepted + %s quarantined (%s rows of suppressed people dropped); "
+             "data docs: %s", ds, result.rows_in, result.rows_accepted, result.rows_quarantined,
+             result.rows_suppressed, result.data_docs_path)
     for warning in drift["warnings"]:
         log.warning("raw events dt=%s: %s", ds, warning)
     if drift["data_docs"]:

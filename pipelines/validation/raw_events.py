@@ -8,8 +8,11 @@ quarantine partition. Both are written atomically, so a rerun replaces them.
 A row failing several checks gets all its reasons, joined with ';' in suite order. Of rows sharing
 an ``event_id`` the first that passes every other check is kept (the first copy when none does);
 the other copies are quarantined as ``duplicate_event_id``. Blank strings count as missing values.
-Blank lines are counted (``blank_lines``): the files' lines = rows_in + blank_lines, where
-rows_in = rows_accepted + rows_quarantined.
+Blank lines are counted (``blank_lines``): the files' lines = rows_in + rows_suppressed + blank_lines,
+where rows_in = rows_accepted + rows_quarantined. Rows of suppressed people (``pipelines.suppression``:
+an erasure or suppression request was accepted for their user id or email) are dropped before any
+check, so neither the quarantine nor the Data Docs keep anything of theirs; only their number is kept
+(``rows_suppressed``).
 When more than ``max_failure_rate`` of the rows fail, the quarantine is still written (so people can
 look), the validated partition is left as it was, and ``RawDataError`` says what happened.
 """
@@ -17,6 +20,7 @@ look), the validated partition is left as it was, and ``RawDataError`` says what
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -25,6 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipelines.columns import (
+    EMAIL,
     EVENT_ID,
     EVENT_TIME,
     PRICE,
@@ -33,9 +38,11 @@ from pipelines.columns import (
     RAW_LINE,
     SOURCE_FILE,
     SOURCE_LINE,
+    USER_ID,
 )
 from pipelines.io import atomic_partition, write_json_atomic
 from pipelines.lake import COUNTS_FILE, PART_FILE
+from pipelines.suppression import Suppressions
 from pipelines.validation.jsonl import RawLines, read_json_lines
 from pipelines.validation.raw_events_suite import (
     DUPLICATE_EVENT_ID,
@@ -67,7 +74,8 @@ class RawValidationResult:
     failure_rate: float  # rows_quarantined / rows_in
     data_docs_path: str  # the Data Docs page of this validation
     success: bool  # failure_rate <= max_failure_rate
-    blank_lines: int = 0  # empty lines in the files: lines = rows_in + blank_lines
+    blank_lines: int = 0  # empty lines in the files: lines = rows_in + rows_suppressed + blank_lines
+    rows_suppressed: int = 0  # rows of suppressed people, dropped before the checks (not in rows_in)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -83,6 +91,7 @@ def validate_raw_events(
     gx_project_dir: Path,
     max_failure_rate: float,
     limits: RawLimits | None = None,
+    suppressions: Suppressions | None = None,
 ) -> RawValidationResult:
     """Validate the raw events of ``ds`` (event times in [interval_start, interval_end)); see the module doc."""
     raw_partition = Path(raw_partition)
@@ -91,17 +100,41 @@ def validate_raw_events(
         raise ValueError(f"max_failure_rate={max_failure_rate}: must be a share in [0, 1], e.g. 0.05")
     limits = limits or RawLimits()
     lines = _read_partition(raw_partition, ds, record_types=limits.enforce_contract)
+    lines, suppressed = drop_suppressed(lines, suppressions)
     frame = add_parsed_columns(lines.rows, limits)
     outcome = run_raw_events_checkpoint(Path(gx_project_dir), frame, ds, start, end, limits)
     reasons = _reasons_per_row(frame, outcome.failing_rows)
     quarantine = _quarantine_rows(lines, reasons)
     accepted = frame.loc[reasons.eq("").to_numpy()]
-    result = _summarise(ds, accepted, quarantine, outcome.data_docs_path, max_failure_rate, lines.blank_lines)
+    result = _summarise(ds, accepted, quarantine, outcome.data_docs_path, max_failure_rate, lines.blank_lines,
+                        suppressed)
     _write_parquet(quarantine_partition, _as_text_frame(quarantine, QUARANTINE_COLUMNS), _quarantine_schema())
     if not result.success:
         raise RawDataError(_gate_message(raw_partition, quarantine_partition, result, max_failure_rate), result)
     _write_parquet(validated_partition, _typed_accepted(accepted), _validated_schema(), counts=result.to_dict())
     return result
+
+
+def drop_suppressed(lines: RawLines, suppressions: Suppressions | None) -> tuple[RawLines, int]:
+    """``lines`` less the rows and malformed lines of suppressed people, and how many were dropped."""
+    if not suppressions:
+        return lines, 0
+    rows, malformed = lines.rows, lines.malformed
+    keep_rows = ~(rows[USER_ID].map(suppressions.__contains__) | rows[EMAIL].map(suppressions.__contains__))
+    keep_malformed = ~malformed[RAW_LINE].map(lambda text: any(value in suppressions for value in _ids_in_text(text)))
+    dropped = int((~keep_rows).sum() + (~keep_malformed).sum())
+    kept = RawLines(rows=rows.loc[keep_rows.to_numpy()].reset_index(drop=True),
+                    malformed=malformed.loc[keep_malformed.to_numpy()].reset_index(drop=True),
+                    blank_lines=lines.blank_lines)
+    return kept, dropped
+
+
+_ID_FIELDS = re.compile(rf'"(?:{USER_ID}|{EMAIL})"\s*:\s*"([^"\\]*)"')
+
+
+def _ids_in_text(text: str) -> list[str]:
+    """User ids and emails in a line that is not a JSON object (truncated or garbled)."""
+    return _ID_FIELDS.findall(text or "")
 
 
 def _utc_interval(interval_start: datetime, interval_end: datetime) -> tuple[datetime, datetime]:
@@ -160,14 +193,14 @@ def _quarantine_rows(lines: RawLines, reasons: pd.Series) -> pd.DataFrame:
 
 
 def _summarise(ds: str, accepted: pd.DataFrame, quarantine: pd.DataFrame, docs_path: str,
-               max_failure_rate: float, blank_lines: int = 0) -> RawValidationResult:
+               max_failure_rate: float, blank_lines: int = 0, suppressed: int = 0) -> RawValidationResult:
     rows_in = len(accepted) + len(quarantine)
-    failure_rate = len(quarantine) / rows_in
+    failure_rate = len(quarantine) / rows_in if rows_in else 0.0
     counts = Counter(reason for joined in quarantine[QUARANTINE_REASON] for reason in joined.split(";"))
     result = RawValidationResult(
         ds=ds, rows_in=rows_in, rows_accepted=len(accepted), rows_quarantined=len(quarantine),
         reasons=dict(counts.most_common()), failure_rate=round(failure_rate, 6), data_docs_path=docs_path,
-        success=failure_rate <= max_failure_rate, blank_lines=blank_lines,
+        success=failure_rate <= max_failure_rate, blank_lines=blank_lines, rows_suppressed=suppressed,
     )
     assert result.rows_in == result.rows_accepted + result.rows_quarantined, result
     return result

@@ -15,7 +15,7 @@ import pytest
 from pipelines.config import REPO_ROOT
 
 PACKAGE = REPO_ROOT / "pipelines"
-CORE = ("columns", "dates", "io", "lake", "config")
+CORE = ("columns", "dates", "io", "lake", "config", "suppression")
 # group -> rank: a module may import its own group and any group of a lower rank.
 LAYERS = {
     "core": 0,
@@ -25,9 +25,10 @@ LAYERS = {
     "training": 4,
     "scoring": 5,
     "publishing": 6,
-    "reporting": 7,
-    "local": 8,
-    "entry": 9,  # tasks (the DAGs' entry points) and __main__ (the CLI)
+    "privacy": 7,
+    "reporting": 8,
+    "local": 9,
+    "entry": 10,  # tasks (the DAGs' entry points) and __main__ (the CLI)
 }
 ENTRY = ("tasks", "__main__")
 

@@ -91,3 +91,30 @@ def test_the_feature_job_gets_the_runs_overrides():
                                     jinja_env=dag.get_template_env())
     assert rendered[:2] == ["--ds", "2026-11-27"]
     assert json.loads(rendered[rendered.index("--overrides") + 1]) == overrides
+
+
+def test_privacy_dag_shares_the_lake_writers_pool_with_the_nightly_writers():
+    from pipelines.config import load_config
+
+    pool = load_config().privacy.lake_pool
+    dags = _parse_dags()["dags"]
+    privacy, nightly = dags["privacy_erasure"]["tasks"], dags["clickstream_nightly"]["tasks"]
+    assert set(privacy) == {"accept_requests", "erase_pending", "apply_retention"}
+    assert privacy["erase_pending"]["pool"] == privacy["apply_retention"]["pool"] == pool
+    writers = ("validate_raw_events", "build_features", "score_users", "publish")
+    assert all(nightly[name]["pool"] == pool for name in writers)  # an erasure never rewrites a day mid-write
+
+
+def test_the_privacy_form_validates_with_its_defaults_and_refuses_a_request_without_a_customer():
+    import pytest
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk.definitions.param import ParamsDict
+    from airflow.sdk.exceptions import ParamValidationError
+
+    dag = DagBag(str(REPO_ROOT / "dags")).dags["privacy_erasure"]
+    assert ParamsDict(dag.params).validate()["requests"] == []
+    params = ParamsDict(dag.params)
+    params["requests"] = [{"customer_id": "U000123", "kind": "erase", "reason": "ticket 4411"}]
+    assert params.validate()["requests"][0]["customer_id"] == "U000123"
+    with pytest.raises(ParamValidationError, match="customer_id"):  # the form refuses it as it is typed
+        params["requests"] = [{"kind": "erase"}]

@@ -78,8 +78,10 @@ def test_a_day_is_published_by_customer_id_and_the_counts_reconcile(world):
     config, target, schema = world
     summary = publish_outputs(config, DS, target)
     recs = summary["recommendations"]
-    assert recs == {"read": 15, "published": 9, "anonymous": 3, "customer_id_too_long": 3, "unmapped": 0}
-    assert recs["read"] == recs["published"] + recs["anonymous"] + recs["customer_id_too_long"] + recs["unmapped"]
+    assert recs == {"read": 15, "published": 9, "anonymous": 3, "customer_id_too_long": 3, "suppressed": 0,
+                    "unmapped": 0}
+    assert recs["read"] == (recs["published"] + recs["anonymous"] + recs["customer_id_too_long"]
+                            + recs["suppressed"] + recs["unmapped"])
     rows = _query(target, f"SELECT customer_id, rank, item_id FROM {schema}.recommendations_current "
                           "ORDER BY customer_id, rank")
     assert sorted({r[0] for r in rows}) == sorted(CUSTOMERS[:3])  # quotes and commas are data, not syntax

@@ -86,6 +86,33 @@ def test_rollback_restores_the_previous_champion_and_scoring_uses_it(fresh):
         rollback_champion(config, "again", "carol")
 
 
+def test_rollback_refuses_a_version_trained_on_erased_peoples_data_unless_allowed(fresh):
+    from mlflow import MlflowClient
+
+    from pipelines.registry.champion import RegistryError, rollback_champion
+    from pipelines.registry.erased import ERASED_TAG, WINDOW_TAG, mark_erased_training_data
+
+    config, weak, strong = fresh
+    promote(config, weak, mode="force", reason="bootstrap", who="ada")
+    promote(config, strong)
+    client, name = MlflowClient(), config.promotion.registered_model
+    start, _, end = client.get_model_version(name, weak["version"]).tags[WINDOW_TAG].partition("..")
+    marked = mark_erased_training_data(config, {"e-1": {end}, "e-2": {"1999-01-01"}})
+    try:
+        assert weak["version"] in marked["e-1"] and marked["e-2"] == []
+        assert client.get_model_version(name, weak["version"]).tags[ERASED_TAG] == "e-1"
+        with pytest.raises(RegistryError, match="trained on data that held 1 person.*allow-erased-training-data"):
+            rollback_champion(config, "stale items", "carol")
+        assert champion_version(config) == strong["version"]
+        entry = rollback_champion(config, "the new model is broken", "carol", allow_erased_training_data=True)
+        assert entry["rolled_back"] and champion_version(config) == weak["version"]
+        assert "erased people's data: e-1" in entry["reason"]
+    finally:
+        for version in client.search_model_versions(f"name = '{name}'"):
+            if ERASED_TAG in version.tags:  # the session's registry is shared: leave it as found
+                client.delete_model_version_tag(name, version.version, ERASED_TAG)
+
+
 def test_store_that_cannot_be_reached_keeps_the_champion(fresh, monkeypatch):
     from pipelines.registry.gate import promote_champion
 
