@@ -34,7 +34,7 @@ from typing import Any
 
 FAULT_POINT_ENV = "PIPELINE_FAULT_POINT"
 NO_EXCHANGE_ENV = "PIPELINE_IO_NO_EXCHANGE"  # "1": use the two-rename swap (tests of its recovery)
-FAULT_POINTS = ("partition-staged", "partition-retired", "text-staged")
+FAULT_POINTS = ("partition-staged", "partition-retired", "text-staged", "candidate-registered")
 _AT_FDCWD, _RENAME_EXCHANGE = -100, 2
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from pipelines import lake
 from pipelines.config import PipelineConfig
 from pipelines.features.store import load_feature_partition
-from pipelines.io import write_json_atomic
+from pipelines.io import fault_point, write_json_atomic
 from pipelines.registry.lineage import digest, lineage_tags, training_dataset
 from pipelines.registry.store import close_crashed_runs, configure_mlflow, find_finished_run
 from pipelines.training.splits import build_day_splits
@@ -81,6 +81,7 @@ def _train_and_log(config, features, model_name, params, train_settings, identit
         version = mlflow.register_model(model_info.model_uri, config.promotion.registered_model,
                                         tags={**identity, **lineage, "pipeline.gate": "pending",
                                               "pipeline.test_ndcg": f"{test[f'ndcg_at_{k}']:.6f}"})
+        fault_point("candidate-registered")  # killed here, a retry labels this version a crashed attempt
         candidate = {"model": model_name, "ds": features.ds, "run_id": run.info.run_id,
                      "model_uri": model_info.model_uri, "version": str(version.version),
                      "test": test, "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,

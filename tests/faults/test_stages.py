@@ -154,6 +154,30 @@ def test_training_killed_mid_epoch_then_rerun_registers_one_version(world, tmp_p
     assert record["version"] == str(max(after, key=lambda v: int(v.version)).version)
 
 
+def test_training_killed_between_registering_and_recording_leaves_a_labelled_version_never_a_candidate(world,
+                                                                                                      tmp_path):
+    from mlflow import MlflowClient
+
+    from pipelines.registry.store import configure_mlflow
+
+    root = _copy(world, tmp_path)
+    config = lake_config(root)
+    code = STAGES["train"].replace("train_candidate(config,", "train_candidate(config.model_copy(update="
+                                   "{'training': config.training.model_copy(update={'seed': 44})}),")
+    configure_mlflow(config)
+    client, name = MlflowClient(), config.promotion.registered_model
+    before = {v.version for v in client.search_model_versions(f"name = '{name}'")}
+    assert run_stage(root, code, "candidate-registered").returncode == KILLED  # registered, its run not ended
+
+    assert run_stage(root, code).returncode == 0
+    new = [v for v in client.search_model_versions(f"name = '{name}'") if v.version not in before]
+    orphan, kept = sorted(new, key=lambda v: int(v.version))
+    assert orphan.tags["pipeline.gate"].startswith("crashed attempt")  # labelled, never evaluated
+    assert client.get_run(orphan.run_id).info.status == "FAILED"
+    assert json.loads(config.layout.candidate_record(DS, MODEL).read_text())["version"] == str(kept.version)
+    assert kept.tags["pipeline.gate"] == "pending"
+
+
 def _reset(root, stage: str) -> None:
     """Undo the stage's own outputs in the copy, so the killed attempt is the stage's first."""
     from mlflow import MlflowClient
