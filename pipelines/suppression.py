@@ -18,10 +18,14 @@ import hashlib
 import hmac
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
+from pipelines import columns as C
+
 _DOMAIN = b"suppression\x00"
+_ID_FIELDS = re.compile(rf'"(?:{C.USER_ID}|{C.EMAIL})"\s*:\s*"([^"\\]*)"')
 
 
 class SuppressionKeyError(RuntimeError):
@@ -32,6 +36,18 @@ def suppression_digest(value: str, key: bytes) -> str:
     """The suppression list's digest of a user id or an email (emails compared in lower case)."""
     text = value.strip().lower() if "@" in value else value
     return hmac.new(key, _DOMAIN + text.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def ids_in_line(text: str | None) -> list[str]:
+    """The user id and email a raw event line carries: its fields, or, for a line that is not a JSON
+    object (truncated, garbled), what looks like them in its text."""
+    try:
+        record = json.loads(text or "")
+    except (ValueError, RecursionError):
+        record = None
+    if not isinstance(record, dict):
+        return _ID_FIELDS.findall(text or "")
+    return [value for value in (record.get(C.USER_ID), record.get(C.EMAIL)) if isinstance(value, str)]
 
 
 def read_suppressed(path: Path) -> set[str]:

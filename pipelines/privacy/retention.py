@@ -13,23 +13,19 @@ counted suppressed rows.
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from pipelines import columns as C
 from pipelines import lake
 from pipelines.config import PipelineConfig
 from pipelines.dates import shift
 from pipelines.io import partition_lock
-from pipelines.suppression import Suppressions
+from pipelines.suppression import Suppressions, ids_in_line
 
 log = logging.getLogger(__name__)
-_ID_FIELDS = re.compile(rf'"(?:{C.USER_ID}|{C.EMAIL})"\s*:\s*"([^"\\]*)"')
 
 
 def apply_retention(config: PipelineConfig, ds: str) -> dict[str, Any]:
@@ -76,7 +72,7 @@ def _blank_lines(path: Path, suppressions: Suppressions) -> int:
     lines = path.read_bytes().split(b"\n")
     blanked = 0
     for number, raw in enumerate(lines):
-        if raw.strip() and any(value in suppressions for value in _ids_of(raw.decode("utf-8", errors="replace"))):
+        if raw.strip() and any(value in suppressions for value in ids_in_line(raw.decode("utf-8", errors="replace"))):
             lines[number] = b""
             blanked += 1
     if blanked:
@@ -84,13 +80,3 @@ def _blank_lines(path: Path, suppressions: Suppressions) -> int:
         tmp.write_bytes(b"\n".join(lines))
         tmp.replace(path)
     return blanked
-
-
-def _ids_of(text: str) -> list[str]:
-    try:
-        record = json.loads(text)
-    except (ValueError, RecursionError):
-        return _ID_FIELDS.findall(text)
-    if not isinstance(record, dict):
-        return _ID_FIELDS.findall(text)
-    return [value for value in (record.get(C.USER_ID), record.get(C.EMAIL)) if isinstance(value, str)]

@@ -20,7 +20,6 @@ look), the validated partition is left as it was, and ``RawDataError`` says what
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -42,7 +41,7 @@ from pipelines.columns import (
 )
 from pipelines.io import atomic_partition, write_json_atomic
 from pipelines.lake import COUNTS_FILE, PART_FILE
-from pipelines.suppression import Suppressions
+from pipelines.suppression import Suppressions, ids_in_line
 from pipelines.validation.jsonl import RawLines, read_json_lines
 from pipelines.validation.raw_events_suite import (
     DUPLICATE_EVENT_ID,
@@ -121,20 +120,12 @@ def drop_suppressed(lines: RawLines, suppressions: Suppressions | None) -> tuple
         return lines, 0
     rows, malformed = lines.rows, lines.malformed
     keep_rows = ~(rows[USER_ID].map(suppressions.__contains__) | rows[EMAIL].map(suppressions.__contains__))
-    keep_malformed = ~malformed[RAW_LINE].map(lambda text: any(value in suppressions for value in _ids_in_text(text)))
+    keep_malformed = ~malformed[RAW_LINE].map(lambda text: any(value in suppressions for value in ids_in_line(text)))
     dropped = int((~keep_rows).sum() + (~keep_malformed).sum())
     kept = RawLines(rows=rows.loc[keep_rows.to_numpy()].reset_index(drop=True),
                     malformed=malformed.loc[keep_malformed.to_numpy()].reset_index(drop=True),
                     blank_lines=lines.blank_lines)
     return kept, dropped
-
-
-_ID_FIELDS = re.compile(rf'"(?:{USER_ID}|{EMAIL})"\s*:\s*"([^"\\]*)"')
-
-
-def _ids_in_text(text: str) -> list[str]:
-    """User ids and emails in a line that is not a JSON object (truncated or garbled)."""
-    return _ID_FIELDS.findall(text or "")
 
 
 def _utc_interval(interval_start: datetime, interval_end: datetime) -> tuple[datetime, datetime]:
