@@ -89,6 +89,7 @@ class ValidationConfig(_Section):
     max_id_length: int = Field(ge=1)
     max_text_length: int = Field(ge=1)
     max_price: float = Field(gt=0)
+    chunk_rows: int = Field(default=500_000, ge=1)
 
 
 class CheckSeverities(_Section):
@@ -128,6 +129,7 @@ class FeaturesConfig(_Section):
     bot_min_events: int = Field(ge=1)
     popularity_windows: list[int]
     favourite_categories: int = Field(ge=1)
+    hash_users_once_up_to: int = Field(default=2_000_000, ge=0)
 
     @model_validator(mode="after")
     def _consistent(self) -> FeaturesConfig:

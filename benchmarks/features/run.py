@@ -122,7 +122,8 @@ def compare(spark_dir: Path, duck_dir: Path, spark_stats: dict, duck_counts: dic
     return problems
 
 
-def bench_size(root: Path, n_events: int, cores: int, driver_memory: str, nightly: bool) -> dict:
+def bench_size(root: Path, n_events: int, cores: int, driver_memory: str, nightly: bool,
+               hash_per_row_too: bool = False) -> dict:
     from benchmarks.features.generate import generate
 
     data = root / f"events-{n_events}"
@@ -154,13 +155,31 @@ def bench_size(root: Path, n_events: int, cores: int, driver_memory: str, nightl
               "counts": {k: spark_stats.get(k) for k in ("events_in", "duplicates_dropped", "bot_sessions",
                                                           "events_in_window", "sessions", "users_with_sequences",
                                                           "items")}}
+    if hash_per_row_too:
+        result["spark_hash_per_row"] = bench_hash_per_row(data, cores, driver_memory, env, duck, duck_counts)
     if nightly:
         result["nightly"] = bench_nightly(data, cores, driver_memory, env, duck, duck_counts)
     return result
 
 
-def _job_args(data: Path, features: Path, ds: str, window_days: int, cores: int) -> list[str]:
-    settings = {"features": {"window_days": window_days, "shuffle_partitions": max(4, 2 * cores)}}
+def bench_hash_per_row(data: Path, cores: int, driver_memory: str, env: dict, duck: dict, duck_counts: dict
+                       ) -> dict:
+    """The same full recompute with two SHA-256 per row (``hash_users_once_up_to: 0``), the previous way."""
+    features = data / "features-hash-per-row"
+    shutil.rmtree(features, ignore_errors=True)
+    args = _job_args(data, features, DS, DAYS, cores, {"hash_users_once_up_to": 0})
+    spark = measure(spark_command(FEATURE_JOB, args, driver_memory, cores), env)
+    stats = json.loads((features / f"dt={DS}" / "_stats.json").read_text())
+    problems = compare(features / f"dt={DS}", data / "duckdb", stats, duck_counts)
+    return {"seconds": spark["seconds"], "cpu_seconds": spark["cpu_seconds"], "peak_gib": spark["peak_gib"],
+            "ratio_spark_over_duckdb": round(spark["seconds"] / duck["seconds"], 2),
+            "cpu_ratio_spark_over_duckdb": round(spark["cpu_seconds"] / max(duck["cpu_seconds"], 0.01), 2),
+            "same_results": not problems, "differences": problems}
+
+
+def _job_args(data: Path, features: Path, ds: str, window_days: int, cores: int,
+              extra: dict | None = None) -> list[str]:
+    settings = {"features": {"window_days": window_days, "shuffle_partitions": max(4, 2 * cores), **(extra or {})}}
     return ["--ds", ds, "--validated-root", str(data / "validated"), "--features-root", str(features),
             "--overrides", json.dumps(settings), "--outputs", "core"]
 
@@ -213,6 +232,18 @@ def format_table(report: dict) -> str:
                      f"{r['ratio_spark_over_duckdb']:>9.2f} {r['cpu_ratio_spark_over_duckdb']:>7.2f} "
                      f"{r['spark']['peak_gib']:>9.2f} {r['duckdb']['peak_gib']:>10.2f} "
                      f"{'yes' if r['same_results'] else 'NO':>5}")
+    per_row = [r for r in report["sizes"] if "spark_hash_per_row" in r]
+    if per_row:
+        lines.append("the same recompute hashing every row (hash_users_once_up_to: 0), the previous way:")
+        for r in per_row:
+            h = r["spark_hash_per_row"]
+            lines.append(f"{r['events']:>11,} {h['seconds']:>8.1f} {r['duckdb']['seconds']:>8.1f} "
+                         f"{round(r['events'] / h['seconds']):>11,} {r['duckdb']['events_per_second']:>11,} "
+                         f"{h['ratio_spark_over_duckdb']:>9.2f} {h['cpu_ratio_spark_over_duckdb']:>7.2f} "
+                         f"{h['peak_gib']:>9.2f} {r['duckdb']['peak_gib']:>10.2f} "
+                         f"{'yes' if h['same_results'] else 'NO':>5}   (hashing once: "
+                         f"{h['seconds'] / r['spark']['seconds']:.2f}x faster wall, "
+                         f"{h['cpu_seconds'] / max(r['spark']['cpu_seconds'], 0.01):.2f}x less CPU)")
     nightly = [r for r in report["sizes"] if "nightly" in r]
     if nightly:
         lines.append("the scheduled night (earlier days' clean events reused; DuckDB recomputes the window):")
@@ -241,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--driver-memory", default="5g", help="spark.driver.memory (peak must stay under 8 GiB)")
     parser.add_argument("--no-nightly", dest="nightly", action="store_false",
                         help="skip the scheduled-night run (earlier days' clean events reused)")
+    parser.add_argument("--hash-per-row-too", action="store_true",
+                        help="also run each size's recompute hashing every row, to compare with hashing each user once")
     parser.add_argument("--root", type=Path, help="where the generated data goes (default var/bench)")
     args = parser.parse_args(argv)
     config = load_config()
@@ -252,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for n in sizes:
         print(f"bench-features: {n:,} events ...", flush=True)
-        results.append(bench_size(root, n, cores, args.driver_memory, args.nightly))
+        results.append(bench_size(root, n, cores, args.driver_memory, args.nightly, args.hash_per_row_too))
     report = {"load_average": " ".join(f"{x:.1f}" for x in os.getloadavg()), "cores": cores, "days": DAYS,
               "driver_memory": args.driver_memory, "spark_startup_seconds": startup["seconds"],
               "sizes": results, "growth_per_event_cost": {e: growth(results, e) for e in ("spark", "duckdb")}}
@@ -260,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     write_json_atomic(path, report)
     print(format_table(report))
     print(f"saved to {path}")
-    bad = [r for r in results if not r["same_results"] or not r.get("nightly", {}).get("same_results", True)]
+    bad = [r for r in results if not r["same_results"] or not r.get("nightly", {}).get("same_results", True)
+           or not r.get("spark_hash_per_row", {}).get("same_results", True)]
     for r in bad:
         print(f"DIFFERENT RESULTS at {r['events']:,} events: {r['differences']} "
               f"{r.get('nightly', {}).get('differences', '')}", file=sys.stderr)

@@ -128,7 +128,7 @@ def _window_events(spark: SparkSession, job: JobRun, key: bytes, staging: Path, 
                                             signature)
     raw = clean_events.read_validated(spark, compute)
     earlier = clean_events.earlier_event_ids(spark, job.validated_root, compute, params.late_event_days)
-    batch = clean_events.clean_batch(raw, earlier, key, params)
+    batch = clean_events.clean_batch(raw, earlier, key, params, job.config.features.hash_users_once_up_to)
     today = batch.events.filter(F.col(LANDED_DT) == job.ds)
     # The sessions' own order (user, landed day, time, id): rows come out of that window so, no second sort.
     with clean_events.described(spark, f"write {lake.CLEAN_EVENTS} of {job.ds}"):

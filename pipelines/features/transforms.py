@@ -79,6 +79,28 @@ def pseudonymize_users(
     )
 
 
+def pseudonymize_each_user_once(
+    df: DataFrame,
+    users: DataFrame,
+    key: bytes,
+    n_buckets: int = 100_000,
+    user_col: str = C.USER_ID,
+    user_key_col: str = C.USER_KEY,
+    bucket_col: str = C.USER_BUCKET,
+) -> DataFrame:
+    """``pseudonymize_users`` with the HMAC computed once per distinct user instead of once per row.
+
+    ``users`` holds at least every ``user_col`` value of ``df`` (it may hold more: a superset read from
+    fewer columns is cheaper than the filtered frame); its distinct ids are hashed and broadcast to a
+    left join, so ``df`` is neither shuffled nor hashed row by row. Same columns and values as
+    ``pseudonymize_users``: a null id gets a null key and bucket either way. The caller bounds the
+    number of distinct users (they are broadcast).
+    """
+    keyed = pseudonymize_users(users.select(user_col).distinct().withColumn("_id", F.col(user_col)), key,
+                               n_buckets, user_col=user_col, user_key_col=user_key_col, bucket_col=bucket_col)
+    return df.join(F.broadcast(keyed.withColumnRenamed("_id", user_col)), user_col, "left").drop(user_col)
+
+
 def build_sessions(
     df: DataFrame,
     gap_minutes: int = 30,

@@ -26,6 +26,18 @@ def test_hmac_equals_python_hmac_and_bucket_is_stable(spark):
             assert r[C.USER_BUCKET] == int(r[C.USER_KEY][:15], 16) % 7
 
 
+def test_hashing_each_user_once_gives_the_per_row_keys(spark):
+    users = ["u1", "u2", "u1", None, "ünïcode-user", "u2"]
+    df = raw_events(spark, [(f"e{i}", T0, u, C.SEARCH, None) for i, u in enumerate(users)])
+    wider = raw_events(spark, [(f"w{i}", T0, u, C.SEARCH, None) for i, u in enumerate([*users, "only-here"])])
+    per_row = transforms.pseudonymize_users(df, KEY, n_buckets=7)
+    once = transforms.pseudonymize_each_user_once(df, wider, KEY, n_buckets=7)
+    assert sorted(once.columns) == sorted(per_row.columns)
+    rows = lambda frame: sorted(tuple(r) for r in frame.select(*sorted(per_row.columns)).collect())  # noqa: E731
+    assert rows(once) == rows(per_row)
+    assert once.count() == len(users)  # the extra id in ``wider`` adds no row; the null id keeps its row
+
+
 def test_personal_data_and_raw_user_id_are_gone(spark):
     out = events(spark, [("e1", T0, "u1", C.PRODUCT_VIEW, "i1")])
     assert not set(C.PERSONAL_DATA_COLUMNS + (C.USER_ID,)) & set(out.columns)
