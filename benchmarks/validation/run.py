@@ -35,18 +35,26 @@ HOSTILE = [{"price": float("nan")}, {"user_id": {"id": 1}}, {"event_id": "x" * 5
            {"price": 1e308}, {"item_id": 4.5}]
 
 
-def land_day(folder: Path, events: int, seed: int = 7) -> Path:
-    """``events`` JSON Lines in the collector's shape, a few of them hostile; returns the partition."""
+def land_day(folder: Path, events: int, seed: int = 7, ds: str = DS, users: int | None = None,
+             items: int = 5000) -> Path:
+    """``events`` JSON Lines in the collector's shape, a few of them hostile; returns the partition.
+
+    Users are drawn from ``users`` (default ``events // 20``), items from ``items``, so several days
+    landed with the same ``users`` share their people, as a shop's do.
+    """
     rng = random.Random(seed)
-    partition = partition_path(folder / "raw", DS)
+    partition = partition_path(folder / "raw", ds)
     partition.mkdir(parents=True, exist_ok=True)
+    day_start = datetime.fromisoformat(ds).replace(tzinfo=UTC)
+    n_users = users or events // 20 + 1
     types = ["product_view"] * 6 + ["add_to_cart", "purchase", "search", "ad_impression"]
     with (partition / "events-00000.jsonl").open("w", encoding="utf-8") as out:
         for n in range(events):
             kind = types[n % len(types)]
-            event = {"event_id": f"e{n}", "event_time": (START + timedelta(seconds=n * 86_399 // events)).isoformat(),
-                     "user_id": f"u{rng.randrange(events // 20 + 1)}", "session_id": f"s{n // 12}",
-                     "event_type": kind, "item_id": None if kind == "search" else f"i{rng.randrange(5000)}",
+            event = {"event_id": f"{ds}-e{n}" if ds != DS else f"e{n}",
+                     "event_time": (day_start + timedelta(seconds=n * 86_399 // events)).isoformat(),
+                     "user_id": f"u{rng.randrange(n_users)}", "session_id": f"s{n // 12}",
+                     "event_type": kind, "item_id": None if kind == "search" else f"i{rng.randrange(items)}",
                      "category": f"cat-{n % 40}", "price": round(rng.uniform(1, 300), 2), "campaign": None,
                      "utm_source": "newsletter" if n % 9 == 0 else None, "device": "mobile",
                      "search_query": "winter boots" if kind == "search" else None, "email": f"u{n}@example.com",

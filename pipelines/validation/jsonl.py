@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,32 +42,53 @@ class RawLines:
     blank_lines: int = 0  # empty or whitespace-only lines (a trailing newline is not a line)
 
 
-def read_json_lines(files: list[Path], relative_to: Path, record_types: bool = True) -> RawLines:
-    """Parse ``files`` line by line; source files are named relative to ``relative_to``.
+def iter_json_lines(files: list[Path], relative_to: Path, record_types: bool = True,
+                    chunk_rows: int | None = 500_000) -> Iterator[RawLines]:
+    """Parse ``files`` line by line, in parts of at most ``chunk_rows`` non-blank lines, read as a stream.
 
-    ``record_types=False`` leaves the ``__not_text`` columns False (the benchmark's baseline only).
+    Source files are named relative to ``relative_to``. ``record_types=False`` leaves the
+    ``__not_text`` columns False (the benchmark's baseline only).
+
+    Lines are read one at a time, so memory holds one part, not the day. Parts follow the files'
+    order and their lines' order; a part may span two files. Each blank line is counted in the part
+    being read; at least one part is yielded (empty when the files hold no line). ``None``: one part.
     """
+    if chunk_rows is not None and chunk_rows < 1:
+        raise ValueError(f"chunk_rows={chunk_rows}: must be >= 1 (or None for one part)")
+    lines: list[tuple[str, int, bytes]] = []
+    blank, warned, yielded = 0, [False], False
+    for path in files:
+        source = path.relative_to(relative_to).as_posix()
+        with path.open("rb") as handle:
+            for line_number, raw in enumerate(handle, start=1):
+                raw = raw.removesuffix(b"\n")
+                if line_number == 1:
+                    raw = raw.removeprefix(BOM)
+                if not raw.strip():
+                    blank += 1
+                    continue
+                lines.append((source, line_number, raw))
+                if chunk_rows is not None and len(lines) >= chunk_rows:
+                    yield _parse_part(lines, blank, record_types, files, warned)
+                    lines, blank, yielded = [], 0, True
+    if lines or blank or not yielded:
+        yield _parse_part(lines, blank, record_types, files, warned)
+
+
+def _parse_part(lines: list[tuple[str, int, bytes]], blank: int, record_types: bool, files: list[Path],
+                warned: list[bool]) -> RawLines:
     records: list[dict] = []
     positions: list[tuple[str, int, str]] = []
     malformed: list[tuple[str, int, str, str]] = []
-    blank = 0
-    for path in files:
-        source = path.relative_to(relative_to).as_posix()
-        data = path.read_bytes()
-        lines = data.removeprefix(BOM).split(b"\n")
-        if lines and lines[-1] == b"":  # the newline that ends the last line
-            lines.pop()
-        for line_number, raw in enumerate(lines, start=1):
-            if not raw.strip():
-                blank += 1
-                continue
-            text, record, reason = _parse_line(raw)
-            if record is None:
-                malformed.append((source, line_number, text, reason))
-            else:
-                records.append(record)
-                positions.append((source, line_number, text))
-    _warn_about_unknown_keys(records, files)
+    for source, line_number, raw in lines:
+        text, record, reason = _parse_line(raw)
+        if record is None:
+            malformed.append((source, line_number, text, reason))
+        else:
+            records.append(record)
+            positions.append((source, line_number, text))
+    if not warned[0]:
+        warned[0] = _warn_about_unknown_keys(records, files)
     # Built column by column with object dtype: values stay as they arrived (no 42 -> 42.0).
     rows = pd.DataFrame({column: [_normalise(column, record.get(column)) for record in records]
                          for column in C.RAW_COLUMNS}, dtype=object)
@@ -116,8 +138,10 @@ def _normalise(column: str, value: object) -> object:
     return json.dumps(value, sort_keys=True, allow_nan=True)
 
 
-def _warn_about_unknown_keys(records: list[dict], files: list[Path]) -> None:
+def _warn_about_unknown_keys(records: list[dict], files: list[Path]) -> bool:
+    """Warn (once per day: the caller stops asking after a warning) about fields that are not raw columns."""
     unknown = set().union(*(record.keys() for record in records)) - set(C.RAW_COLUMNS) if records else set()
     if unknown:
         log.warning("%s: ignoring fields that are not raw event columns: %s; add them to "
                     "pipelines/columns.py RAW_COLUMNS if they should be kept", files[0].parent, sorted(unknown))
+    return bool(unknown)

@@ -13,6 +13,9 @@ where rows_in = rows_accepted + rows_quarantined. Rows of suppressed people (``p
 an erasure or suppression request was accepted for their user id or email) are dropped before any
 check, so neither the quarantine nor the Data Docs keep anything of theirs; only their number is kept
 (``rows_suppressed``).
+The day is read and checked in parts of ``validation.chunk_rows`` lines, so memory holds one part
+whatever the day's size; the results do not depend on the part size (duplicates are decided over
+the whole day, ``DuplicateLedger``). Each part has its own Data Docs page (``<ds> part <n>``).
 When more than ``max_failure_rate`` of the rows fail, the quarantine is still written (so people can
 look), the validated partition is left as it was, and ``RawDataError`` says what happened.
 """
@@ -25,6 +28,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from pipelines.columns import (
@@ -42,7 +46,7 @@ from pipelines.columns import (
 from pipelines.io import atomic_partition, write_json_atomic
 from pipelines.lake import COUNTS_FILE, PART_FILE
 from pipelines.suppression import Suppressions, ids_in_line
-from pipelines.validation.jsonl import RawLines, read_json_lines
+from pipelines.validation.jsonl import RawLines, iter_json_lines
 from pipelines.validation.raw_events_suite import (
     DUPLICATE_EVENT_ID,
     EVENT_TIME_UTC,
@@ -53,6 +57,7 @@ from pipelines.validation.raw_events_suite import (
 )
 
 QUARANTINE_COLUMNS = (*RAW_COLUMNS, QUARANTINE_REASON, SOURCE_FILE, SOURCE_LINE, RAW_LINE)
+DEFAULT_CHUNK_ROWS = 500_000  # lines read and checked at once (validation.chunk_rows)
 
 
 class RawDataError(ValueError):
@@ -75,6 +80,7 @@ class RawValidationResult:
     success: bool  # failure_rate <= max_failure_rate
     blank_lines: int = 0  # empty lines in the files: lines = rows_in + rows_suppressed + blank_lines
     rows_suppressed: int = 0  # rows of suppressed people, dropped before the checks (not in rows_in)
+    parts: int = 1  # parts the day was read and checked in (validation.chunk_rows lines each)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -91,27 +97,97 @@ def validate_raw_events(
     max_failure_rate: float,
     limits: RawLimits | None = None,
     suppressions: Suppressions | None = None,
+    chunk_rows: int | None = DEFAULT_CHUNK_ROWS,
 ) -> RawValidationResult:
-    """Validate the raw events of ``ds`` (event times in [interval_start, interval_end)); see the module doc."""
+    """Validate the raw events of ``ds`` (event times in [interval_start, interval_end)); see the module doc.
+
+    The day is read and checked in parts of ``chunk_rows`` lines (``None``: whole), so memory holds one
+    part: accepted rows are appended to the validated file part by part (one row group each), the
+    quarantine (a small share, or the gate stops the day) is kept until the end. The result is the
+    same for any ``chunk_rows``: duplicates are decided across parts (``DuplicateLedger``).
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     raw_partition = Path(raw_partition)
     start, end = _utc_interval(interval_start, interval_end)
     if not 0.0 <= max_failure_rate <= 1.0:
         raise ValueError(f"max_failure_rate={max_failure_rate}: must be a share in [0, 1], e.g. 0.05")
     limits = limits or RawLimits()
-    lines = _read_partition(raw_partition, ds, record_types=limits.enforce_contract)
-    lines, suppressed = drop_suppressed(lines, suppressions)
-    frame = add_parsed_columns(lines.rows, limits)
-    outcome = run_raw_events_checkpoint(Path(gx_project_dir), frame, ds, start, end, limits)
-    reasons = _reasons_per_row(frame, outcome.failing_rows)
-    quarantine = _quarantine_rows(lines, reasons)
-    accepted = frame.loc[reasons.eq("").to_numpy()]
-    result = _summarise(ds, accepted, quarantine, outcome.data_docs_path, max_failure_rate, lines.blank_lines,
-                        suppressed)
-    _write_parquet(quarantine_partition, _as_text_frame(quarantine, QUARANTINE_COLUMNS), _quarantine_schema())
-    if not result.success:
-        raise RawDataError(_gate_message(raw_partition, quarantine_partition, result, max_failure_rate), result)
-    _write_parquet(validated_partition, _typed_accepted(accepted), _validated_schema(), counts=result.to_dict())
+    files = _day_files(raw_partition, ds)
+    ledger, quarantined, pages = DuplicateLedger(), [], []
+    accepted_rows = blank_lines = suppressed = lines_read = 0
+    with atomic_partition(Path(validated_partition)) as staging:
+        with pq.ParquetWriter(staging / PART_FILE, _validated_schema()) as writer:
+            parts = iter_json_lines(files, raw_partition.parent, limits.enforce_contract, chunk_rows)
+            for number, lines in enumerate(parts):
+                lines_read += len(lines.rows) + len(lines.malformed)
+                lines, dropped = drop_suppressed(lines, suppressions)
+                suppressed, blank_lines = suppressed + dropped, blank_lines + lines.blank_lines
+                frame = add_parsed_columns(lines.rows, limits)
+                run_name = ds if number == 0 else f"{ds} part {number + 1}"
+                outcome = run_raw_events_checkpoint(Path(gx_project_dir), frame, run_name, start, end, limits)
+                pages.append(outcome.data_docs_path)
+                reasons = _reasons_per_row(frame, outcome.failing_rows, ledger)
+                quarantined.append(_as_text_frame(_quarantine_rows(lines, reasons), QUARANTINE_COLUMNS))
+                accepted = frame.loc[reasons.eq("").to_numpy()]
+                accepted_rows += len(accepted)
+                writer.write_table(pa.Table.from_pandas(_typed_accepted(accepted), schema=_validated_schema(),
+                                                        preserve_index=False))
+        if lines_read == 0:
+            raise RawDataError(f"{raw_partition}: {len(files)} *.jsonl file(s) but zero rows (empty or blank lines "
+                               f"only); the landing may have been cut short; re-land dt={ds} and rerun the task")
+        quarantine = ledger.mark_first_copies(pd.concat(quarantined, ignore_index=True))
+        result = _summarise(ds, accepted_rows, quarantine, pages[0], max_failure_rate, blank_lines, suppressed,
+                            parts=len(pages))
+        _write_parquet(quarantine_partition, quarantine, _quarantine_schema())
+        if not result.success:
+            raise RawDataError(_gate_message(raw_partition, quarantine_partition, result, max_failure_rate), result)
+        write_json_atomic(staging / COUNTS_FILE, result.to_dict())
     return result
+
+
+class DuplicateLedger:
+    """Which copy of a repeated ``event_id`` is kept, decided over the parts of a day read in order.
+
+    Of the rows sharing an id, the first that passes every other check is kept, or the first copy when
+    none does; the others are ``duplicate_event_id``. Rows are seen in the day's order: a clean row is
+    a duplicate when a clean copy was kept before it, a failing row when any copy came before it. The
+    one case a later part decides, a failing first copy whose id a later clean copy is kept for, is
+    settled at the end (``mark_first_copies``) on the quarantine, which holds that row.
+    """
+
+    def __init__(self) -> None:
+        self._kept_clean: dict[str, bool] = {}  # id -> a clean copy was kept
+        self._failing_first: set[str] = set()  # ids whose first copy failed other checks
+
+    def duplicates(self, event_ids: pd.Series, clean: np.ndarray) -> np.ndarray:
+        """bool[n]: the rows (in order) that are extra copies."""
+        extra = np.zeros(len(event_ids), dtype=bool)
+        kept_clean = self._kept_clean
+        for row, (event_id, ok) in enumerate(zip(event_ids.tolist(), clean.tolist(), strict=True)):
+            if event_id is None or (isinstance(event_id, float) and event_id != event_id):
+                continue
+            if event_id not in kept_clean:
+                kept_clean[event_id] = ok
+                if not ok:
+                    self._failing_first.add(event_id)
+            elif ok and not kept_clean[event_id]:
+                kept_clean[event_id] = True  # the first clean copy after failing ones: kept
+            else:
+                extra[row] = True
+        return extra
+
+    def mark_first_copies(self, quarantine: pd.DataFrame) -> pd.DataFrame:
+        """The quarantine with ``duplicate_event_id`` added to failing first copies a clean copy outlived."""
+        settled = {event_id for event_id in self._failing_first if self._kept_clean[event_id]}
+        if not settled:
+            return quarantine
+        first = quarantine[EVENT_ID].isin(settled).to_numpy() & ~quarantine[QUARANTINE_REASON].str.contains(
+            DUPLICATE_EVENT_ID, regex=False).to_numpy()
+        quarantine = quarantine.copy()
+        quarantine.loc[first, QUARANTINE_REASON] = quarantine.loc[first, QUARANTINE_REASON] + f";{DUPLICATE_EVENT_ID}"
+        return quarantine
 
 
 def drop_suppressed(lines: RawLines, suppressions: Suppressions | None) -> tuple[RawLines, int]:
@@ -139,42 +215,31 @@ def _utc_interval(interval_start: datetime, interval_end: datetime) -> tuple[dat
             pd.Timestamp(interval_end).tz_convert("UTC").to_pydatetime())
 
 
-def _read_partition(raw_partition: Path, ds: str, record_types: bool = True) -> RawLines:
+def _day_files(raw_partition: Path, ds: str) -> list[Path]:
     advice = f"the collector may not have landed dt={ds}; land it and rerun the task"
     if not raw_partition.is_dir():
         raise RawDataError(f"{raw_partition}: partition folder does not exist; {advice}")
     files = sorted(raw_partition.glob("*.jsonl"))
     if not files:
         raise RawDataError(f"{raw_partition}: no *.jsonl files found; {advice}")
-    lines = read_json_lines(files, relative_to=raw_partition.parent, record_types=record_types)
-    if len(lines.rows) + len(lines.malformed) == 0:
-        raise RawDataError(f"{raw_partition}: {len(files)} *.jsonl file(s) but zero rows (empty or blank "
-                           f"lines only); the landing may have been cut short; re-land dt={ds} and rerun the task")
-    return lines
+    return files
 
 
-def _reasons_per_row(frame: pd.DataFrame, failing_rows: dict[str, list[int]]) -> pd.Series:
-    """';'-joined reasons per row of ``frame`` ('' for accepted rows)."""
+def _reasons_per_row(frame: pd.DataFrame, failing_rows: dict[str, list[int]], ledger: DuplicateLedger) -> pd.Series:
+    """';'-joined reasons per row of ``frame`` ('' for accepted rows); duplicates are the ledger's call.
+
+    GX's ``duplicate_event_id`` result names the copies within this part; the ledger decides which
+    copy is kept over the whole day, so its rows are not used here (the Data Docs still show them).
+    """
     reasons: list[list[str]] = [[] for _ in range(len(frame))]
     for reason, rows in failing_rows.items():
         if reason != DUPLICATE_EVENT_ID:
             for row in rows:
                 reasons[row].append(reason)
-    for row in _extra_copies(frame[EVENT_ID], failing_rows.get(DUPLICATE_EVENT_ID, []), reasons):
+    clean = np.fromiter((not row_reasons for row_reasons in reasons), bool, len(reasons))
+    for row in np.flatnonzero(ledger.duplicates(frame[EVENT_ID], clean)):
         reasons[row].append(DUPLICATE_EVENT_ID)
     return pd.Series([";".join(row_reasons) for row_reasons in reasons], index=frame.index, dtype=object)
-
-
-def _extra_copies(event_ids: pd.Series, duplicated_rows: list[int], reasons: list[list[str]]) -> list[int]:
-    """Rows GX found sharing an event_id, less one kept per id: the first clean copy, else the first."""
-    copies: dict[object, list[int]] = {}
-    for row in sorted(duplicated_rows):
-        copies.setdefault(event_ids.iat[row], []).append(row)
-    extra: list[int] = []
-    for rows in copies.values():
-        kept = next((row for row in rows if not reasons[row]), rows[0])
-        extra.extend(row for row in rows if row != kept)
-    return extra
 
 
 def _quarantine_rows(lines: RawLines, reasons: pd.Series) -> pd.DataFrame:
@@ -183,15 +248,17 @@ def _quarantine_rows(lines: RawLines, reasons: pd.Series) -> pd.DataFrame:
     return both.sort_values([SOURCE_FILE, SOURCE_LINE], kind="stable", ignore_index=True)
 
 
-def _summarise(ds: str, accepted: pd.DataFrame, quarantine: pd.DataFrame, docs_path: str,
-               max_failure_rate: float, blank_lines: int = 0, suppressed: int = 0) -> RawValidationResult:
-    rows_in = len(accepted) + len(quarantine)
+def _summarise(ds: str, accepted: int, quarantine: pd.DataFrame, docs_path: str,
+               max_failure_rate: float, blank_lines: int = 0, suppressed: int = 0, parts: int = 1
+               ) -> RawValidationResult:
+    rows_in = accepted + len(quarantine)
     failure_rate = len(quarantine) / rows_in if rows_in else 0.0
     counts = Counter(reason for joined in quarantine[QUARANTINE_REASON] for reason in joined.split(";"))
     result = RawValidationResult(
-        ds=ds, rows_in=rows_in, rows_accepted=len(accepted), rows_quarantined=len(quarantine),
+        ds=ds, rows_in=rows_in, rows_accepted=accepted, rows_quarantined=len(quarantine),
         reasons=dict(counts.most_common()), failure_rate=round(failure_rate, 6), data_docs_path=docs_path,
         success=failure_rate <= max_failure_rate, blank_lines=blank_lines, rows_suppressed=suppressed,
+        parts=parts,
     )
     assert result.rows_in == result.rows_accepted + result.rows_quarantined, result
     return result

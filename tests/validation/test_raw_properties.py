@@ -89,6 +89,35 @@ def test_any_lines_reconcile_and_accepted_rows_satisfy_the_contract(lines, bom):
         assert all(_satisfies_contract(row) for row in accepted), accepted
 
 
+def _validate_in_parts(root: Path, chunk_rows: int | None):
+    out = root / f"parts-{chunk_rows}"
+    try:
+        result = validate_raw_events(partition_path(root / "raw", DS), DS, START - timedelta(days=1),
+                                     START + timedelta(days=1), partition_path(out / "validated", DS),
+                                     partition_path(out / "quarantine", DS), root / "gx", 1.0, LIMITS,
+                                     chunk_rows=chunk_rows)
+    except RawDataError as err:
+        return str(err)
+    tables = [pq.read_table(partition_path(out / zone, DS) / lake.PART_FILE).to_pylist()
+              for zone in ("validated", "quarantine")]
+    counts = {k: v for k, v in result.to_dict().items() if k not in ("parts", "data_docs_path")}
+    return counts, tables
+
+
+@SLOW
+@given(lines=lines, chunk_rows=st.integers(1, 4))
+def test_a_day_read_in_parts_gives_what_the_whole_day_gives(lines, chunk_rows):
+    """Any lines (event ids repeat across parts), any part size: the same rows, reasons and counts."""
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        raw = partition_path(root / "raw", DS)
+        raw.mkdir(parents=True)
+        half = len(lines) // 2  # two files, so a part can span them
+        (raw / "events-0.jsonl").write_bytes(b"\n".join(lines[:half]) + b"\n" if half else b"")
+        (raw / "events-1.jsonl").write_bytes(b"\n".join(lines[half:]) + b"\n")
+        assert _validate_in_parts(root, chunk_rows) == _validate_in_parts(root, None)
+
+
 MAPPING = """
 source: prop
 separator: ","

@@ -151,6 +151,26 @@ def test_duplicate_event_ids_after_the_first_clean_copy_are_quarantined(tmp_path
     assert _validated(tmp_path).column("event_id").to_pylist() == ["e1", "e2", "e3"]
 
 
+def test_duplicates_are_decided_across_the_parts_a_day_is_read_in(tmp_path):
+    # e1: a failing first copy in part 1, its clean copy in part 3; e2: a clean copy in each part.
+    _land(tmp_path, [_event(1, price=-1), _event(2), _event(3), _event(2), _event(1), _event(2)])
+    result = validate_raw_events(
+        raw_partition=partition_path(tmp_path / "raw", DS), ds=DS, interval_start=START, interval_end=END,
+        validated_partition=partition_path(tmp_path / "validated", DS),
+        quarantine_partition=partition_path(tmp_path / "quarantine", DS),
+        gx_project_dir=tmp_path / "gx", max_failure_rate=1.0, chunk_rows=2)
+    assert result.parts == 3
+    assert [(r["event_id"], r[SOURCE_LINE], r[QUARANTINE_REASON]) for r in _quarantine(tmp_path)] == [
+        ("e1", 1, "negative_price;duplicate_event_id"),
+        ("e2", 4, "duplicate_event_id"),
+        ("e2", 6, "duplicate_event_id"),
+    ]
+    validated = _validated(tmp_path)
+    assert validated.column("event_id").to_pylist() == ["e2", "e3", "e1"]
+    assert pq.ParquetFile(partition_path(tmp_path / "validated", DS) / lake.PART_FILE).num_row_groups == 3
+    assert result.rows_in == 6 and result.rows_accepted == 3
+
+
 def test_quarantine_keeps_every_field_as_text(tmp_path):
     _land(tmp_path, [_event(1, price=-3, user_id=42)])
     _validate(tmp_path)
