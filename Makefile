@@ -131,7 +131,7 @@ report: setup ## (Re)write the run report of DS (var/reports/run-DS.html and .md
 MAPPING ?=
 INPUT ?=
 BENCH_ARGS ?=
-.PHONY: import run-imported spark-cluster spark-cluster-stop bench-features bench-validation bench-erasure
+.PHONY: import run-imported spark-cluster spark-cluster-stop bench-features bench-validation bench-erasure bench-scale
 
 import: setup ## Land an export in the raw zone by day: make import MAPPING=conf/mappings/rees46.yaml INPUT=events.csv
 	@test -n "$(MAPPING)" -a -n "$(INPUT)" || { echo "usage: make import MAPPING=conf/mappings/<name>.yaml INPUT=<export file>" >&2; exit 2; }
@@ -154,6 +154,8 @@ bench-erasure: setup ## Erase 100 customers from the lake make run left (a copy)
 	$(PY) -m benchmarks.privacy.run $(BENCH_ARGS)
 bench-validation: setup ## validate_raw_events with and without the raw contract on one 1M-event day (BENCH_ARGS: --events N)
 	$(PY) -m benchmarks.validation.run $(BENCH_ARGS)
+bench-scale: setup ## Every nightly task on collector days of 100k, 1M and 10M events: seconds and peak GiB per stage (var/reports/bench-scale.json; BENCH_ARGS: --sizes, --days)
+	$(PY) -m benchmarks.scale.run $(BENCH_ARGS)
 # --- end of the clickstream/cluster/benchmark block ------------------------------------------------
 
 clean: ## Remove var/ (lake, Airflow and MLflow state) and the local PostgreSQL data (stopped first); keeps the virtualenv

@@ -1,0 +1,1 @@
+"""``make bench-scale``: every stage of the nightly DAG on collector-shaped days of growing size."""
