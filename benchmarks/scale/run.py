@@ -10,8 +10,8 @@ tree (the JVM and Python workers included), prints a table with how each grows f
 size to the largest, and writes ``var/reports/bench-scale.json``: one entry per size and stage with
 ``events``, ``stage``, ``seconds``, ``peak_gib`` (and ``cpu_seconds``, ``detail``).
 
-A stage whose memory, grown from the sizes before as it grew between them, would not fit the
-machine is not started (it would be killed, or push the machine into swap): the entry then says
+A stage whose memory, grown as it grew between the two sizes before, would not fit the machine
+is not started (it would be killed, or push the machine into swap): the entry then says
 ``skipped`` with that estimate, and the stages after it are skipped with it. The champion of each
 size is promoted with ``promotion_mode=force`` (the events are random: the gate would rightly keep
 a popularity baseline, and scoring by a model is what is measured).
@@ -121,18 +121,15 @@ def bench_size(root: Path, events: int, days: int, epochs: int, driver_memory: s
 def _would_not_fit(stage: str, events: int, before: list[dict]) -> str | None:
     """Why ``stage`` is not started at ``events`` (its peak, grown as it grew over the sizes before), or None.
 
-    With two earlier sizes the peak grows as it did between them (events ** k, k in [0, 1]); with one,
-    linearly: a stage whose memory is bounded is not skipped for the growth of one that is not.
+    The peak grows as it did between the two sizes before (events ** k, k in [0, 1]), so a stage whose
+    memory is bounded is not skipped for the growth of one that is not; with fewer sizes it runs.
     """
     runs = [e for e in before if e.get("peak_gib")]
-    if not runs:
+    if len(runs) < 2:  # one size says nothing of growth: fixed costs (a JVM, Keras) dominate small sizes
         return None
-    last = runs[-1]
-    exponent = 1.0
-    if len(runs) >= 2:
-        first = runs[-2]
-        exponent = min(1.0, max(0.0, math.log(last["peak_gib"] / first["peak_gib"])
-                                / math.log(last["events"] / first["events"])))
+    first, last = runs[-2], runs[-1]
+    exponent = min(1.0, max(0.0, math.log(last["peak_gib"] / first["peak_gib"])
+                            / math.log(last["events"] / first["events"])))
     estimate = last["peak_gib"] * (events / last["events"]) ** exponent
     available = psutil.virtual_memory().available / 2**30
     if estimate > 0.85 * available:
