@@ -34,6 +34,7 @@ CLEAN_COLUMNS = (C.EVENT_ID, C.EVENT_TIME, C.USER_KEY, C.USER_BUCKET, C.SESSION_
                  C.CATEGORY, C.PRICE, C.CAMPAIGN, LANDED_DT, IS_BOT)
 # Duplicate-id candidates up to this many are broadcast, so the events are not shuffled by id.
 _BROADCAST_ROWS = 2_000_000
+_RAW_SESSION = "_raw_session"  # <user_id>:<start>, before the user is pseudonymised
 _FORMAT_VERSION = 1  # bump when the clean events' columns or rules change: old days are then recomputed
 
 
@@ -154,8 +155,8 @@ def clean_batch(raw: DataFrame, earlier: DataFrame | None, key: bytes, params: C
     """Apply the rules of ``cleaning`` to validated rows (with landed_dt); see the module doc.
 
     The input counts are observed while the duplicate ids are found (``Observation``: no pass of
-    their own). Users are pseudonymised once per distinct user (``pseudonymize_users``): their ids are
-    read from the validated rows' one column, hashed and broadcast, instead of two SHA-256 per row.
+    their own). Sessions are built and users pseudonymised by ``sessionise``: each distinct user hashed
+    once, after the sessions' sort by the raw id, instead of two SHA-256 per row before it.
     """
     validated = raw
     lateness = cleaning.lateness_days()
@@ -171,8 +172,8 @@ def clean_batch(raw: DataFrame, earlier: DataFrame | None, key: bytes, params: C
                         params.late_event_days)
     kept, cached = drop_duplicates(kept)
     counts = {k: int(v or 0) for k, v in observed.get.items()}
-    users, hashed = pseudonymize_users(kept, validated, key, params.user_buckets, hash_users_once_up_to)
-    sessions = transforms.build_sessions(users, params.session_gap_minutes, split_col=LANDED_DT).persist()
+    sessions, hashed = sessionise(kept, validated, key, params, hash_users_once_up_to)
+    sessions = sessions.persist()
     activity = cleaning.session_activity(sessions)
     with described(raw.sparkSession, "sessions: pseudonymise, sessionise, cache"):
         totals = activity.agg(F.count(F.lit(1)).alias("sessions"), F.sum("events").alias("events")).first()
@@ -193,24 +194,30 @@ def clean_batch(raw: DataFrame, earlier: DataFrame | None, key: bytes, params: C
                       counts=counts)
 
 
-def pseudonymize_users(kept: DataFrame, validated: DataFrame, key: bytes, n_buckets: int, once_up_to: int
-                       ) -> tuple[DataFrame, list[DataFrame]]:
-    """``kept`` with ``user_key``/``user_bucket`` for ``user_id``; and the frames cached for it.
+def sessionise(kept: DataFrame, validated: DataFrame, key: bytes, params: CleanParams, once_up_to: int
+               ) -> tuple[DataFrame, list[DataFrame]]:
+    """``kept`` pseudonymised (``user_key``, ``user_bucket``) with its ``session_key``; and what was cached.
 
-    Up to ``once_up_to`` distinct users (in ``validated``, the batch's rows before any rule) each is
-    hashed once and the keys broadcast; above it (or with 0) every row is hashed, which needs no
-    broadcast. On the 10.1M-event window of ``make bench-features --hash-per-row-too`` (1 user in 20
-    rows) the job took 183.3 s hashing once against 213.5 s hashing every row.
+    Up to ``once_up_to`` distinct users (in ``validated``, the batch's rows before any rule), the
+    sessions are built on the raw ``user_id`` (a short key to shuffle and sort by), then each user is
+    hashed once and the keys broadcast to a join: the session key is the same ``<user_key>:<start>``.
+    Above it (or with 0) every row is hashed first and the sessions built on ``user_key``, which needs
+    no broadcast. ``make bench-features BENCH_ARGS=--hash-per-row-too`` measures both side by side.
     """
-    if once_up_to <= 0:
-        return transforms.pseudonymize_users(kept, key, n_buckets), []
-    ids = validated.select(C.USER_ID).distinct().persist()
-    with described(kept.sparkSession, "users: distinct ids to hash once"):
-        n_users = ids.count()
-    if n_users > once_up_to:
+    gap = params.session_gap_minutes
+    if once_up_to > 0:
+        ids = validated.select(C.USER_ID).distinct().persist()
+        with described(kept.sparkSession, "users: distinct ids to hash once"):
+            n_users = ids.count()
+        if n_users <= once_up_to:
+            by_raw_id = transforms.build_sessions(kept, gap, user_col=C.USER_ID, split_col=LANDED_DT,
+                                                  session_col=_RAW_SESSION)
+            keyed = transforms.pseudonymize_each_user_once(by_raw_id, ids, key, params.user_buckets)
+            start = F.substring_index(F.col(_RAW_SESSION), ":", -1)  # the session's start, after the raw id
+            return keyed.withColumn(C.SESSION_KEY, F.concat_ws(":", C.USER_KEY, start)).drop(_RAW_SESSION), [ids]
         ids.unpersist()
-        return transforms.pseudonymize_users(kept, key, n_buckets), []
-    return transforms.pseudonymize_each_user_once(kept, ids, key, n_buckets), [ids]
+    users = transforms.pseudonymize_users(kept, key, params.user_buckets)
+    return transforms.build_sessions(users, gap, split_col=LANDED_DT), []
 
 
 def read_clean_events(spark: SparkSession, folders: dict[str, Path]) -> DataFrame | None:

@@ -130,7 +130,7 @@ def _window_events(spark: SparkSession, job: JobRun, key: bytes, staging: Path, 
     earlier = clean_events.earlier_event_ids(spark, job.validated_root, compute, params.late_event_days)
     batch = clean_events.clean_batch(raw, earlier, key, params, job.config.features.hash_users_once_up_to)
     today = batch.events.filter(F.col(LANDED_DT) == job.ds)
-    # The sessions' own order (user, landed day, time, id): rows come out of that window so, no second sort.
+    # Sorted by user, landed day, time and id: a rerun writes the same rows in the same order.
     with clean_events.described(spark, f"write {lake.CLEAN_EVENTS} of {job.ds}"):
         today.sortWithinPartitions(C.USER_KEY, LANDED_DT, C.EVENT_TIME, C.EVENT_ID).write.parquet(
             str(staging / lake.CLEAN_EVENTS))

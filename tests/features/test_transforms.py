@@ -175,3 +175,31 @@ def test_padded_sequences_are_fixed_width_and_left_padded(spark):
     df = spark.createDataFrame([([1, 2, 3, 4, 5],), ([7],)], "item_seq array<int>")
     out = transforms.add_padded_sequence(df, width=3).collect()
     assert [(r[transforms.ITEM_SEQ_PADDED], r[transforms.SEQ_LEN]) for r in out] == [([3, 4, 5], 5), ([0, 0, 7], 1)]
+
+
+def test_sessions_built_on_the_raw_id_and_hashed_once_equal_hashing_every_row_first(spark):
+    from pyspark.sql import functions as F
+
+    from pipelines.features.clean_events import CleanParams, sessionise
+    from pipelines.features.cleaning import LANDED_DT
+
+    rows = [("e1", T0, "u:1", C.PRODUCT_VIEW, "i1"), ("e2", at(minutes=30), "u:1", C.PRODUCT_VIEW, "i2"),
+            ("e3", at(minutes=61), "u:1", C.PRODUCT_VIEW, "i3"), ("e4", T0, "u2", C.PRODUCT_VIEW, "i1"),
+            ("e5", at(hours=20), "u2", C.PURCHASE, "i1"), ("e6", at(minutes=1), "u3", C.SEARCH, None)]
+    df = raw_events(spark, rows).withColumn(
+        LANDED_DT, F.when(F.col(C.EVENT_ID) == "e5", "2026-11-28").otherwise("2026-11-27"))
+    params = CleanParams(late_event_days=1, session_gap_minutes=30, user_buckets=7, bot_max_events_per_minute=30.0,
+                         bot_min_events=10)
+    columns = [C.EVENT_ID, C.USER_KEY, C.USER_BUCKET, C.SESSION_KEY]
+    once, cached = sessionise(df, df, KEY, params, once_up_to=100)
+    per_row, none_cached = sessionise(df, df, KEY, params, once_up_to=0)
+    assert cached and not none_cached  # the first path really took the hash-once route
+    got = sorted(tuple(r) for r in once.select(*columns).collect())
+    assert got == sorted(tuple(r) for r in per_row.select(*columns).collect())
+    assert C.USER_ID not in once.columns and "_raw_session" not in once.columns
+    sessions = {r[0]: r[3] for r in got}
+    assert sessions["e1"] == sessions["e2"] != sessions["e3"]  # a gap of exactly 30 minutes stays in
+    assert sessions["e4"] != sessions["e5"]  # another landed day starts a new session
+    assert sessions["e1"].startswith(hmac.new(KEY, b"u:1", hashlib.sha256).hexdigest() + ":")
+    fallback, _ = sessionise(df, df, KEY, params, once_up_to=2)  # 3 users: above the bound, every row
+    assert sorted(tuple(r) for r in fallback.select(*columns).collect()) == got
