@@ -83,13 +83,15 @@ def stage_command(stage: str, ds: str, state: Path, driver_memory: str, cores: i
 
 def bench_size(root: Path, events: int, days: int, epochs: int, driver_memory: str, previous: dict) -> list[dict]:
     """The entries of one size; ``previous``: stage -> its entries at the smaller sizes (the memory guard)."""
-    from pipelines.local.serving_db import PORT_ENV, embedded_serving_db
-    from pipelines.local.stack import free_port
+    from pipelines.local.serving_db import PORT_ENV, embedded_serving_db, serving_stack
+    from pipelines.local.stack import free_port, remove_postgres_data
 
     folder = root / f"events-{events}"
-    shutil.rmtree(folder, ignore_errors=True)
     env = scale_env(folder, days, epochs)
     config = load_config(env=env)
+    if folder.exists():  # an earlier run's lake: its serving database's data lives outside it (as root)
+        remove_postgres_data(serving_stack(config, env))
+        shutil.rmtree(folder)
     state = folder / "state"
     state.mkdir(parents=True)
     started = time.perf_counter()

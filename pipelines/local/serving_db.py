@@ -20,7 +20,6 @@ import argparse
 import contextlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -39,6 +38,7 @@ from pipelines.local.stack import (
     down,
     init_postgres,
     postgres_service,
+    remove_postgres_data,
     running_pid,
     start_services,
 )
@@ -69,7 +69,12 @@ def start(stack: Stack, timeout: float = 60.0) -> bool:
     """Start the embedded server if it is not running and create the database; True if it started it."""
     init_postgres(stack)
     started = start_services(stack, [postgres_service(stack)], timeout)
-    create_databases(stack, (SERVING_DATABASE,))
+    try:
+        create_databases(stack, (SERVING_DATABASE,))
+    except BaseException:
+        if started:  # do not leave a server behind that nobody will stop
+            stop(stack)
+        raise
     return bool(started)
 
 
@@ -115,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                   else "serving database: it was not running")
         elif args.command == "purge":
             stop(stack)
-            shutil.rmtree(stack.pg_data, ignore_errors=True)
+            remove_postgres_data(stack)
             print(f"serving database: stopped and its data removed ({stack.pg_data})")
         elif args.command == "status":
             pid = running_pid(stack, service)

@@ -369,11 +369,22 @@ def _as_postgres(command: list[str]) -> list[str]:
 def init_postgres(stack: Stack) -> None:
     """``initdb`` of the stack's data directory, once (the ``pipeline`` role with the generated password)."""
     data = stack.pg_data
+    password = _secret(stack.config, "stack-db-password")
+    fingerprint_file = data.with_name(data.name + ".password-sha256")
+    fingerprint = hashlib.sha256(password.encode()).hexdigest()
     if (data / "PG_VERSION").exists():
-        return
+        if not fingerprint_file.exists() or fingerprint_file.read_text() == fingerprint:
+            return
+        # Initialised for a state folder that was removed since (var/ deleted by hand): its role has
+        # another password, so nothing could log in. Its data went with that state; start afresh.
+        if running_pid(stack, postgres_service(stack)):
+            raise StackError(f"postgres: {data} is running but was initialised with a password this state "
+                             f"({stack.state_dir}) no longer has; stop that server (make stack-down, or kill the pid "
+                             f"in {data / 'postmaster.pid'}) and run this again")
+        shutil.rmtree(data)
     data.mkdir(parents=True, exist_ok=True)
     password_file = data.with_name(data.name + ".initdb-password")
-    password_file.write_text(_secret(stack.config, "stack-db-password"))
+    password_file.write_text(password)
     password_file.chmod(0o600)
     if os.geteuid() == 0:
         user = pwd.getpwnam("postgres")
@@ -387,6 +398,13 @@ def init_postgres(stack: Stack) -> None:
     password_file.unlink(missing_ok=True)
     if done.returncode != 0:
         raise StackError(f"postgres: initdb of {data} failed:\n{done.stderr[-2000:]}")
+    fingerprint_file.write_text(fingerprint)
+
+
+def remove_postgres_data(stack: Stack) -> None:
+    """Delete the (stopped) server's data directory and the fingerprint of the password it was made with."""
+    shutil.rmtree(stack.pg_data, ignore_errors=True)
+    stack.pg_data.with_name(stack.pg_data.name + ".password-sha256").unlink(missing_ok=True)
 
 
 def create_databases(stack: Stack, databases: tuple[str, ...] = DATABASES) -> None:
@@ -524,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
             print(format_status(status(stack)))
         elif args.command == "purge":  # make clean: stopped, and PostgreSQL's data (outside var/ under root) gone
             down(stack)
-            shutil.rmtree(stack.pg_data, ignore_errors=True)
+            remove_postgres_data(stack)
             print(f"stack: stopped and its PostgreSQL data removed ({stack.pg_data})")
         elif args.command == "down":
             stopped = down(stack)
