@@ -83,3 +83,29 @@ def test_down_stops_exactly_the_recorded_process_group(small):
     finally:
         bystander.kill()
         bystander.wait()
+
+
+@pytest.mark.postgres
+def test_a_database_made_for_a_removed_state_is_made_again_rather_than_refusing_logins(tmp_path):
+    """var/ deleted by hand (the password with it) while PostgreSQL's data, outside it as root, stayed."""
+    import os
+
+    import psycopg2
+
+    from pipelines.local.serving_db import PORT_ENV, serving_stack, start, stop
+    from pipelines.local.stack import DB_USER, HOST, SERVING_DATABASE, database_password, remove_postgres_data
+
+    config = load_config({"paths": {"var_dir": str(tmp_path), "lake_dir": str(tmp_path / "lake")}})
+    stack = serving_stack(config, {**os.environ, PORT_ENV: str(free_port())})
+    try:
+        assert start(stack)
+        stop(stack)
+        (config.layout.secrets_dir / "stack-db-password").unlink()  # a new password comes with the next start
+        assert start(stack)
+        with psycopg2.connect(host=HOST, port=stack.ports.postgres, user=DB_USER, dbname=SERVING_DATABASE,
+                              password=database_password(config)) as connection:
+            assert connection.server_version >= 150000
+    finally:
+        stop(stack)
+        remove_postgres_data(stack)
+    assert not stack.pg_data.exists()
