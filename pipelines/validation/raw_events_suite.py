@@ -121,6 +121,16 @@ def add_parsed_columns(rows: pd.DataFrame, limits: RawLimits | None = None) -> p
     return frame
 
 
+def contract_reasons() -> list[str]:
+    """Every reason of the raw contract, in the order a row's reasons are joined (``contract_violations``)."""
+    reasons = [PRICE_NOT_FINITE, PRICE_ABOVE_MAX]
+    for column in TYPED_COLUMNS:
+        reasons += [not_text_reason(column), too_long_reason(column)]
+        if column in NO_CONTROL_CHARACTER_COLUMNS:
+            reasons.append(control_characters_reason(column))
+    return reasons
+
+
 def contract_violations(rows: pd.DataFrame, frame: pd.DataFrame, limits: RawLimits) -> np.ndarray:
     """object[n]: per row, the ';'-joined reasons it breaks the raw contract (``pipelines.columns``); None if none.
 
@@ -138,6 +148,7 @@ def contract_violations(rows: pd.DataFrame, frame: pd.DataFrame, limits: RawLimi
         if column in NO_CONTROL_CHARACTER_COLUMNS:
             checks[control_characters_reason(column)] = values.str.contains(CONTROL_CHARACTERS, regex=True,
                                                                             na=False).to_numpy(dtype=bool)
+    assert list(checks) == contract_reasons(), "contract_reasons() must list these checks in this order"
     broken = np.logical_or.reduce(list(checks.values()))
     violations = np.full(len(rows), None, dtype=object)
     for row in np.flatnonzero(broken):  # few rows: the join costs nothing on a good day
@@ -243,7 +254,10 @@ def _failing_rows(suite_result, docs_path: str, frame: pd.DataFrame) -> dict[str
         if reason != REASONS_IN_COLUMN:
             failing[reason] = rows
             continue
+        own: dict[str, list[int]] = {}
         for row in rows:  # the contract's expectation: each failing row names its own reasons
-            for own in frame[CONTRACT].iat[row].split(";"):
-                failing.setdefault(own, []).append(row)
+            for reason in frame[CONTRACT].iat[row].split(";"):
+                own.setdefault(reason, []).append(row)
+        # In the contract's own order, so a row's reasons never depend on the other rows of its frame.
+        failing.update((reason, own[reason]) for reason in contract_reasons() if reason in own)
     return failing
