@@ -221,40 +221,39 @@ def growth(results: list[dict], engine: str) -> float | None:
     return round(per_event[1] / per_event[0], 2)
 
 
+def _row(r: dict, spark_seconds: float, ratio: float, cpu_ratio: float, spark_gib: float, same: bool) -> str:
+    """One line of the table: a Spark run of size ``r`` beside that size's DuckDB run."""
+    duck = r["duckdb"]
+    return (f"{r['events']:>11,} {spark_seconds:>8.1f} {duck['seconds']:>8.1f} {round(r['events'] / spark_seconds):>11,} "
+            f"{duck['events_per_second']:>11,} {ratio:>9.2f} {cpu_ratio:>7.2f} {spark_gib:>9.2f} "
+            f"{duck['peak_gib']:>10.2f} {'yes' if same else 'NO':>5}")
+
+
 def format_table(report: dict) -> str:
     lines = [f"bench-features ({report['cores']} cores, Spark local[{report['cores']}] driver {report['driver_memory']}; "
              f"Spark start-up alone {report['spark_startup_seconds']} s)",
              f"{'events':>11} {'spark s':>8} {'duckdb s':>8} {'spark ev/s':>11} {'duckdb ev/s':>11} {'ratio S/D':>9} "
              f"{'cpu S/D':>7} {'spark GiB':>9} {'duckdb GiB':>10} {'same':>5}"]
     for r in report["sizes"]:
-        lines.append(f"{r['events']:>11,} {r['spark']['seconds']:>8.1f} {r['duckdb']['seconds']:>8.1f} "
-                     f"{r['spark']['events_per_second']:>11,} {r['duckdb']['events_per_second']:>11,} "
-                     f"{r['ratio_spark_over_duckdb']:>9.2f} {r['cpu_ratio_spark_over_duckdb']:>7.2f} "
-                     f"{r['spark']['peak_gib']:>9.2f} {r['duckdb']['peak_gib']:>10.2f} "
-                     f"{'yes' if r['same_results'] else 'NO':>5}")
+        lines.append(_row(r, r["spark"]["seconds"], r["ratio_spark_over_duckdb"], r["cpu_ratio_spark_over_duckdb"],
+                          r["spark"]["peak_gib"], r["same_results"]))
     per_row = [r for r in report["sizes"] if "spark_hash_per_row" in r]
     if per_row:
         lines.append("the same recompute hashing every row (hash_users_once_up_to: 0), the previous way:")
         for r in per_row:
             h = r["spark_hash_per_row"]
-            lines.append(f"{r['events']:>11,} {h['seconds']:>8.1f} {r['duckdb']['seconds']:>8.1f} "
-                         f"{round(r['events'] / h['seconds']):>11,} {r['duckdb']['events_per_second']:>11,} "
-                         f"{h['ratio_spark_over_duckdb']:>9.2f} {h['cpu_ratio_spark_over_duckdb']:>7.2f} "
-                         f"{h['peak_gib']:>9.2f} {r['duckdb']['peak_gib']:>10.2f} "
-                         f"{'yes' if h['same_results'] else 'NO':>5}   (hashing once: "
-                         f"{h['seconds'] / r['spark']['seconds']:.2f}x faster wall, "
-                         f"{h['cpu_seconds'] / max(r['spark']['cpu_seconds'], 0.01):.2f}x less CPU)")
+            lines.append(_row(r, h["seconds"], h["ratio_spark_over_duckdb"], h["cpu_ratio_spark_over_duckdb"],
+                              h["peak_gib"], h["same_results"])
+                         + f"   (hashing once: {h['seconds'] / r['spark']['seconds']:.2f}x faster wall, "
+                           f"{h['cpu_seconds'] / max(r['spark']['cpu_seconds'], 0.01):.2f}x less CPU)")
     nightly = [r for r in report["sizes"] if "nightly" in r]
     if nightly:
         lines.append("the scheduled night (earlier days' clean events reused; DuckDB recomputes the window):")
         for r in nightly:
             n = r["nightly"]
-            lines.append(f"{r['events']:>11,} {n['seconds']:>8.1f} {r['duckdb']['seconds']:>8.1f} "
-                         f"{round(r['events'] / n['seconds']):>11,} {r['duckdb']['events_per_second']:>11,} "
-                         f"{n['ratio_spark_over_duckdb']:>9.2f} "
-                         f"{n['cpu_seconds'] / max(r['duckdb']['cpu_seconds'], 0.01):>7.2f} {n['peak_gib']:>9.2f} "
-                         f"{r['duckdb']['peak_gib']:>10.2f} {'yes' if n['same_results'] else 'NO':>5}"
-                         f"   ({n['days_reused']} of {report['days']} days reused)")
+            cpu_ratio = n["cpu_seconds"] / max(r["duckdb"]["cpu_seconds"], 0.01)
+            lines.append(_row(r, n["seconds"], n["ratio_spark_over_duckdb"], cpu_ratio, n["peak_gib"],
+                              n["same_results"]) + f"   ({n['days_reused']} of {report['days']} days reused)")
     g = report["growth_per_event_cost"]
     lines.append(f"cost per event, largest vs smallest size (1.0 = linear): Spark {g['spark']}, DuckDB {g['duckdb']}")
     lines.append("ratio S/D: wall seconds; cpu S/D: CPU seconds (user + system), which other jobs on the machine "
