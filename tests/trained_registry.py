@@ -22,7 +22,8 @@ DS = "2026-11-27"
 N_ITEMS, N_USERS = 40, 240
 
 
-def write_features(root, ds: str) -> None:
+def write_features(root, ds: str, n_items: int = N_ITEMS) -> None:
+    """The walk over items 1..N_ITEMS; ``n_items`` > N_ITEMS adds items no user has touched yet (a later day)."""
     rng = np.random.default_rng(0)
     seqs = [[(start + j) % N_ITEMS + 1 for j in range(int(rng.integers(6, 12)))]
             for start in rng.integers(0, N_ITEMS, N_USERS)]
@@ -33,9 +34,9 @@ def write_features(root, ds: str) -> None:
         C.USER_KEY: [f"{u:064x}" for u in range(N_USERS)], C.USER_BUCKET: list(range(N_USERS)),
         C.ITEM_SEQ: pa.array(seqs, pa.list_(pa.int32())),
         C.PURCHASED_ITEMS: pa.array([[] for _ in seqs], pa.list_(pa.int32()))}), folder / lake.SEQUENCES / "p.parquet")
-    pq.write_table(pa.table({C.ITEM_ID: [f"i{i}" for i in range(1, N_ITEMS + 1)],
-                             C.ITEM_IDX: pa.array(range(1, N_ITEMS + 1), pa.int32()),
-                             C.CATEGORY: ["c"] * N_ITEMS, C.FIRST_SEEN_DT: [ds] * N_ITEMS}),
+    pq.write_table(pa.table({C.ITEM_ID: [f"i{i}" for i in range(1, n_items + 1)],
+                             C.ITEM_IDX: pa.array(range(1, n_items + 1), pa.int32()),
+                             C.CATEGORY: ["c"] * n_items, C.FIRST_SEEN_DT: [ds] * n_items}),
                    folder / lake.ITEM_VOCAB / "p.parquet")
     (folder / lake.CAMPAIGN_ITEMS).mkdir()
     pq.write_table(pa.table({C.CAMPAIGN: ["walk-5-7"] * 3 + ["walk-20"],

@@ -205,6 +205,23 @@ def score_items(
     )
 
 
+def score_over_vocab(
+    model: SequenceRecommender, inputs: dict[str, np.ndarray] | np.ndarray, num_items: int, batch_size: int = 512
+) -> np.ndarray:
+    """``score_items`` as float32[n, num_items + 1] for a vocabulary of ``num_items`` (column 0 = padding).
+
+    Item ids are append-only, so a model trained on an earlier night knows a prefix of today's items:
+    the items new since then score -inf (never ranked, no probability). Columns past ``num_items``
+    (a model of a later vocabulary) are dropped.
+    """
+    scores = score_items(model, inputs, batch_size)
+    if scores.shape[1] == num_items + 1:
+        return scores
+    padded = np.full((scores.shape[0], num_items + 1), -np.inf, dtype=np.float32)
+    padded[:, : min(scores.shape[1], num_items + 1)] = scores[:, : num_items + 1]
+    return padded
+
+
 def top_k_items(
     model: SequenceRecommender,
     inputs: dict[str, np.ndarray] | np.ndarray,

@@ -44,12 +44,17 @@ from pipelines.scoring.audiences import audience_table, campaign_affinity, campa
 from pipelines.scoring.catalog import read_catalog
 from pipelines.scoring.lift import measure_lift
 from pipelines.scoring.rules import RuleCounts, item_facts, plan_rules, ranked_top_k
+from pipelines.training.evaluation import vocabulary_mismatch
 from pipelines.training.splits import build_day_splits
 
 log = logging.getLogger(__name__)
 
 
 POPULARITY_FALLBACK = "popularity-fallback"  # model_version of recommendations written without a champion
+
+
+class ChampionVocabularyError(RuntimeError):
+    """The champion's item ids are not a prefix of the day's vocabulary (another shop, a rebuilt vocabulary)."""
 
 
 class NoChampionError(RuntimeError):
@@ -60,7 +65,7 @@ def write_recommendations(config: PipelineConfig, ds: str) -> dict[str, Any]:
     """Top-K per user of the day's features, excluding items the user already bought (see the module doc)."""
     # pipelines.models imports Keras: only when scoring, not when the summary reads POPULARITY_FALLBACK
     from pipelines.models.metrics import popularity_scorer, popularity_scores
-    from pipelines.models.training import score_items
+    from pipelines.models.training import score_over_vocab
 
     started = time.perf_counter()
     configure_mlflow(config)
@@ -84,8 +89,10 @@ def write_recommendations(config: PipelineConfig, ds: str) -> dict[str, Any]:
         score_batch, version, model_name = popularity_scorer(popularity), POPULARITY_FALLBACK, "popularity"
         campaigns, campaign_matrix = [], campaign_matrix[:, :0]
     else:
-        model = load_registered_model(champion)
-        score_batch = partial(score_items, model, batch_size=config.scoring.batch_size)
+        _check_vocabulary(config, champion, features)
+        model = load_registered_model(champion)  # new items since its training score -inf: never listed
+        score_batch = partial(score_over_vocab, model, num_items=features.num_items,
+                              batch_size=config.scoring.batch_size)
         version, model_name = str(champion.version), champion.tags.get("pipeline.model")
     affinity: list[np.ndarray] = []  # [batch, campaigns] probability of a campaign item next
 
@@ -130,6 +137,18 @@ def write_recommendations(config: PipelineConfig, ds: str) -> dict[str, Any]:
     log.info("recommendations %s: %s rows for %s users by %s (version %s) at %s; audiences of %s campaigns at %s",
              ds, summary["rows"], summary["users"], model_name, version, target, len(campaigns), audiences_target)
     return summary
+
+
+def _check_vocabulary(config: PipelineConfig, champion, features) -> None:
+    """Stop when the champion numbers items otherwise than the day's vocabulary: its lists would name wrong items."""
+    vocab_version = champion.tags.get("pipeline.vocab_version")
+    mismatch = vocabulary_mismatch(config, vocab_version, features) if vocab_version else None
+    if mismatch:
+        raise ChampionVocabularyError(
+            f"the champion of {features.ds} (version {champion.version} of '{config.promotion.registered_model}') "
+            f"cannot score this day: {mismatch}. Its item ids would name other items. Roll the champion back "
+            "to a version trained on this lake (make rollback, or the champion_rollback DAG) or promote a "
+            "candidate of tonight, then clear score_users")
 
 
 def audience_size(config: PipelineConfig, active_users: int) -> int:

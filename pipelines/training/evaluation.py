@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -93,7 +94,7 @@ def _score_champion(config: PipelineConfig, ds: str, splits, features: FeaturePa
     (its record, per-user ranks); (None, None) without one. A backfill of an earlier day never
     compares against a champion trained on later data, which holds that day's test targets.
     """
-    from pipelines.models.training import score_items
+    from pipelines.models.training import score_over_vocab
 
     champion = champion_as_of(config, ds)
     if champion is None:
@@ -110,15 +111,10 @@ def _score_champion(config: PipelineConfig, ds: str, splits, features: FeaturePa
     mismatch = vocabulary_mismatch(config, vocab_version, features)
     if mismatch:
         log.warning("champion version %s is not comparable with today's candidates: %s", champion.version, mismatch)
-        return {**identity, "not_comparable": mismatch}, None
-    num_items = features.num_items
-
-    def score(batch):  # the champion may predate today's new items: they score -inf for it
-        scores = score_items(model, batch, config.scoring.batch_size)
-        padded = np.full((scores.shape[0], num_items + 1), -np.inf, dtype=np.float32)
-        padded[:, : scores.shape[1]] = scores[:, : num_items + 1]
-        return padded
-
+        return {**identity, "not_comparable": f"{mismatch}; treated as absent, the candidates are compared "
+                                               "with popularity only"}, None
+    # the champion may predate today's new items: they score -inf for it
+    score = partial(score_over_vocab, model, num_items=features.num_items, batch_size=config.scoring.batch_size)
     ranks, non_finite = full_ranking_ranks(score, splits.inputs("test"), splits.test_targets)
     return {**identity, "test": {**metrics_from_ranks(ranks, config.evaluation.k), "non_finite_rows": non_finite}}, ranks
 
@@ -131,11 +127,10 @@ def vocabulary_mismatch(config: PipelineConfig, vocab_version: str, features: Fe
     """
     folder = partition_path(config.layout.features, vocab_version) / lake.ITEM_VOCAB
     if not folder.is_dir():
-        return (f"its vocabulary ({folder}) is not in this lake: a model of another shop or of a deleted history; "
-                "treated as absent, the candidates are compared with popularity only")
+        return f"its vocabulary ({folder}) is not in this lake: a model of another shop or of a deleted history"
     theirs = pq.read_table(folder, columns=[C.ITEM_ID, C.ITEM_IDX]).sort_by(C.ITEM_IDX)
     ours = features.vocab.select([C.ITEM_ID, C.ITEM_IDX]).slice(0, theirs.num_rows)
     if theirs.num_rows > features.num_items or not theirs.equals(ours.cast(theirs.schema)):
         return (f"its {theirs.num_rows} items (vocabulary of {vocab_version}) are not numbered as today's "
-                f"{features.num_items}: another shop or a rebuilt vocabulary; treated as absent")
+                f"{features.num_items}: another shop or a rebuilt vocabulary")
     return None

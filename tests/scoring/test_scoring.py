@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
@@ -14,6 +17,7 @@ from tests.trained_registry import (
     DS,
     N_ITEMS,
     promote,
+    write_features,
 )
 
 
@@ -58,3 +62,31 @@ def test_campaign_audiences_are_the_users_the_champion_expects_next_on_the_campa
     assert {row[C.MODEL_VERSION] for row in audiences} == {strong["version"]}
     assert pq.read_table(summary["audiences"]["path"]).equals(
         pq.read_table(write_recommendations(config, DS)["audiences"]["path"]))  # a rerun writes the same
+
+
+def test_a_champion_older_than_the_days_new_items_scores_the_day_without_listing_them(fresh):
+    """Item ids are append-only: a champion of yesterday knows a prefix of today's items (the nightly case
+    of a rejected challenger, and of a backfill's day scored with that day's champion)."""
+    from pipelines.dates import shift
+    from pipelines.scoring.recommendations import ChampionVocabularyError, write_recommendations
+
+    config, weak, strong = fresh
+    promote(config, strong)
+    later = shift(DS, 1)
+    write_features(config.layout.features, later, n_items=N_ITEMS + 3)  # three items new since training
+    try:
+        summary = write_recommendations(config, later)
+        recs = pq.read_table(summary["path"])
+        assert summary["model_version"] == strong["version"] and summary["users"] > 0
+        assert recs.num_rows == summary["users"] * summary["top_k"]  # full lists from the items it knows
+        assert pc.max(recs.column(C.ITEM_IDX)).as_py() <= N_ITEMS
+        assert summary["audiences"]["rows"] > 0
+        # the same item ids numbered otherwise (another shop, a rebuilt vocabulary): it stops and says what to do
+        vocab = partition_path(config.layout.features, later) / lake.ITEM_VOCAB / "p.parquet"
+        table = pq.read_table(vocab)
+        pq.write_table(table.set_column(0, C.ITEM_ID, pa.array(table.column(C.ITEM_ID).to_pylist()[::-1])), vocab)
+        with pytest.raises(ChampionVocabularyError, match=r"not numbered as today's .*\(make rollback"):
+            write_recommendations(config, later)
+    finally:  # the session registry is shared: leave only its own day
+        for root in (config.layout.features, config.layout.recommendations, config.layout.audiences):
+            shutil.rmtree(partition_path(root, later), ignore_errors=True)
