@@ -14,6 +14,10 @@ day held out (``pipelines.scoring.lift``) and recorded beside the audiences (``_
 
 The champion is the day's (``registry.champion.champion_as_of``): a backfill of an earlier day
 scores with the model that was champion as of that day, as its nightly run did, never with a later one.
+Item ids are append-only, so a champion trained on an earlier night knows a prefix of the day's items:
+the items new since then score -inf for it (never listed, no share of an audience's probability). A
+champion whose ids are numbered otherwise (another shop's, a rebuilt vocabulary) would name the wrong
+items: the task stops with ``ChampionVocabularyError`` and what to do.
 
 Before any model has passed the promotion gate (a new shop, a sample too small to train on), the
 ``scoring.without_champion`` setting decides: ``popularity`` (the default) writes the window's most
