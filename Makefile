@@ -146,7 +146,7 @@ spark-cluster: setup ## Start a Spark standalone master + worker on 127.0.0.1:70
 spark-cluster-stop: ## Stop exactly the master and worker that make spark-cluster started
 	$(PY) -m pipelines.local.spark_cluster stop
 
-bench-features: setup ## Spark job vs DuckDB SQL on 1M and 10M events, full and as a scheduled night (BENCH_ARGS: --with-50m, --no-nightly, --hash-per-row-too)
+bench-features: setup ## Spark job vs DuckDB SQL on 1M and 10M events, full and as a scheduled night (BENCH_ARGS: --with-50m, --no-nightly, --hash-once-too)
 	$(PY) -m benchmarks.features.run $(BENCH_ARGS)
 bench-publish: setup ## The publish task on 1M recommendation rows into an embedded PostgreSQL: rows/s, rerun, vs row INSERTs
 	$(PY) -m benchmarks.publishing.run $(BENCH_ARGS)

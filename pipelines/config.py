@@ -129,7 +129,7 @@ class FeaturesConfig(_Section):
     bot_min_events: int = Field(ge=1)
     popularity_windows: list[int]
     favourite_categories: int = Field(ge=1)
-    hash_users_once_up_to: int = Field(default=2_000_000, ge=0)
+    hash_users_once_up_to: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
     def _consistent(self) -> FeaturesConfig:

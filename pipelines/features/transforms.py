@@ -107,8 +107,9 @@ def build_sessions(
     user_col: str = C.USER_KEY,
     time_col: str = C.EVENT_TIME,
     event_id_col: str = C.EVENT_ID,
-    session_col: str = C.SESSION_KEY,
+    session_col: str | None = C.SESSION_KEY,
     split_col: str | None = None,
+    start_col: str | None = None,
 ) -> DataFrame:
     """Add ``session_key``: a user's events split where the inactivity gap is *longer* than ``gap_minutes``.
 
@@ -118,6 +119,8 @@ def build_sessions(
     With ``split_col`` (the landing day), sessions never span two of its values: events are ordered by
     it first and a change starts a new session, so each landed day's sessions are computed once.
     One window (one sort per user), no second pass: the start is a running max of session starts.
+    ``start_col`` also keeps that start (epoch microseconds, a long); with ``session_col=None`` it is
+    the only column added (the key is then built by the caller, e.g. after pseudonymising the user).
     """
     if gap_minutes <= 0:
         raise ValueError(f"gap_minutes={gap_minutes}: must be > 0")
@@ -130,8 +133,17 @@ def build_sessions(
     if split_col:
         is_new = is_new | (F.lag(split_col).over(by_time) != F.col(split_col))
     start = F.max(F.when(F.col("_new"), micros)).over(running)
-    key = F.concat_ws(":", F.col(user_col), start.cast("string"))
-    return df.withColumn("_new", is_new).withColumn(session_col, key).drop("_new")
+    out = df.withColumn("_new", is_new)
+    if start_col:
+        out, start = out.withColumn(start_col, start), F.col(start_col)
+    if session_col:
+        out = out.withColumn(session_col, session_key(F.col(user_col), start))
+    return out.drop("_new")
+
+
+def session_key(user: Column, start_micros: Column) -> Column:
+    """``<user>:<session start, epoch microseconds>``."""
+    return F.concat_ws(":", user, start_micros.cast("string"))
 
 
 def summarize_sessions(
