@@ -202,10 +202,9 @@ def sessionise(kept: DataFrame, validated: DataFrame, key: bytes, params: CleanP
     sessions are built on the raw ``user_id`` (a short key to shuffle and sort by), then each user is
     hashed once and the keys broadcast to a join: the session key is the same ``<user_key>:<start>``.
     Above it (or with 0) every row is hashed first and the sessions built on ``user_key``, which needs
-    no broadcast. ``make bench-features BENCH_ARGS=--hash-once-too`` measures both side by side: on
-    10.2M events (2 cores, a quiet machine) hashing once took 142.5 s against 119.3 s hashing every
-    row (the broadcast join and the extra pass over the ids cost more than the SHA-256 they save), so
-    the default (``features.hash_users_once_up_to: 0``) hashes every row.
+    no broadcast. ``make bench-features BENCH_ARGS=--hash-once-too`` measures both side by side; the
+    broadcast join and the extra pass over the ids measured slower than the SHA-256 they save (README,
+    "Sizing"), so the default (``features.hash_users_once_up_to: 0``) hashes every row.
     """
     gap = params.session_gap_minutes
     if once_up_to > 0:

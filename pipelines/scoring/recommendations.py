@@ -144,7 +144,10 @@ def write_recommendations(config: PipelineConfig, ds: str) -> dict[str, Any]:
 
 
 def _check_vocabulary(config: PipelineConfig, champion, features) -> None:
-    """Stop when the champion numbers items otherwise than the day's vocabulary: its lists would name wrong items."""
+    """Stop when the champion numbers items otherwise than the day's vocabulary: its lists would name wrong items.
+
+    A version without ``pipeline.vocab_version`` (registered before lineage tags) cannot be checked and is scored.
+    """
     vocab_version = champion.tags.get("pipeline.vocab_version")
     mismatch = vocabulary_mismatch(config, vocab_version, features) if vocab_version else None
     if mismatch:
