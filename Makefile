@@ -152,7 +152,7 @@ bench-publish: setup ## The publish task on 1M recommendation rows into an embed
 	$(PY) -m benchmarks.publishing.run $(BENCH_ARGS)
 bench-erasure: setup ## Erase 100 customers from the lake make run left (a copy), against erasing one: seconds, rows per store
 	$(PY) -m benchmarks.privacy.run $(BENCH_ARGS)
-bench-validation: setup ## validate_raw_events with and without the raw contract on one 1M-event day (BENCH_ARGS: --events N)
+bench-validation: setup ## validate_raw_events without and with the raw contract, and in worker processes, on one 1M-event day (BENCH_ARGS: --events N, --workers N)
 	$(PY) -m benchmarks.validation.run $(BENCH_ARGS)
 bench-scale: setup ## Every nightly task on collector days of 100k, 1M and 10M events: seconds and peak GiB per stage (var/reports/bench-scale.json; BENCH_ARGS: --sizes, --days)
 	$(PY) -m benchmarks.scale.run $(BENCH_ARGS)

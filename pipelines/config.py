@@ -89,7 +89,8 @@ class ValidationConfig(_Section):
     max_id_length: int = Field(ge=1)
     max_text_length: int = Field(ge=1)
     max_price: float = Field(gt=0)
-    chunk_rows: int = Field(default=500_000, ge=1)
+    chunk_rows: int = Field(default=250_000, ge=1)
+    workers: int = Field(default=2, ge=1)
 
 
 class CheckSeverities(_Section):

@@ -31,6 +31,7 @@ BOM = b"\xef\xbb\xbf"
 MALFORMED_JSON, INVALID_UTF8 = "malformed_json", "invalid_utf8"
 TYPED_COLUMNS = (*C.ID_COLUMNS, *C.TEXT_COLUMNS)  # the fields whose type is checked (ids and text)
 TYPE_COLUMNS = tuple(f"{column}{C.NOT_TEXT_SUFFIX}" for column in TYPED_COLUMNS)
+TYPED_NOT_TEXT = dict(zip(TYPED_COLUMNS, TYPE_COLUMNS, strict=True))
 
 
 @dataclass(frozen=True)
@@ -40,23 +41,29 @@ class RawLines:
     rows: pd.DataFrame  # C.RAW_COLUMNS + TYPE_COLUMNS + C.SOURCE_FILE, C.SOURCE_LINE, C.RAW_LINE
     malformed: pd.DataFrame  # C.SOURCE_FILE, C.SOURCE_LINE, C.RAW_LINE, C.QUARANTINE_REASON
     blank_lines: int = 0  # empty or whitespace-only lines (a trailing newline is not a line)
+    unknown_keys: tuple[str, ...] = ()  # fields of the rows that are not raw columns (ignored)
 
 
-def iter_json_lines(files: list[Path], relative_to: Path, record_types: bool = True,
-                    chunk_rows: int | None = 500_000) -> Iterator[RawLines]:
-    """Parse ``files`` line by line, in parts of at most ``chunk_rows`` non-blank lines, read as a stream.
+@dataclass(frozen=True)
+class LinePart:
+    """Some consecutive non-blank lines of a day's files, unparsed, and the blank lines among them."""
 
-    Source files are named relative to ``relative_to``. ``record_types=False`` leaves the
-    ``__not_text`` columns False (the benchmark's baseline only).
+    lines: list[tuple[str, int, bytes]]  # (source file, 1-based line number, the line's bytes)
+    blank_lines: int = 0
 
-    Lines are read one at a time, so memory holds one part, not the day. Parts follow the files'
-    order and their lines' order; a part may span two files. Each blank line is counted in the part
-    being read; at least one part is yielded (empty when the files hold no line). ``None``: one part.
+
+def iter_line_parts(files: list[Path], relative_to: Path, chunk_rows: int | None = 250_000) -> Iterator[LinePart]:
+    """The lines of ``files``, read as a stream, in parts of at most ``chunk_rows`` non-blank lines.
+
+    Source files are named relative to ``relative_to``. Lines are read one at a time, so memory holds
+    one part, not the day. Parts follow the files' order and their lines' order; a part may span two
+    files. Each blank line is counted in the part being read; at least one part is yielded (empty when
+    the files hold no line). ``None``: one part.
     """
     if chunk_rows is not None and chunk_rows < 1:
         raise ValueError(f"chunk_rows={chunk_rows}: must be >= 1 (or None for one part)")
     lines: list[tuple[str, int, bytes]] = []
-    blank, warned, yielded = 0, [False], False
+    blank, yielded = 0, False
     for path in files:
         source = path.relative_to(relative_to).as_posix()
         with path.open("rb") as handle:
@@ -69,47 +76,60 @@ def iter_json_lines(files: list[Path], relative_to: Path, record_types: bool = T
                     continue
                 lines.append((source, line_number, raw))
                 if chunk_rows is not None and len(lines) >= chunk_rows:
-                    yield _parse_part(lines, blank, record_types, files, warned)
+                    yield LinePart(lines, blank)
                     lines, blank, yielded = [], 0, True
     if lines or blank or not yielded:
-        yield _parse_part(lines, blank, record_types, files, warned)
+        yield LinePart(lines, blank)
 
 
-def _parse_part(lines: list[tuple[str, int, bytes]], blank: int, record_types: bool, files: list[Path],
-                warned: list[bool]) -> RawLines:
+def parse_part(part: LinePart, record_types: bool = True) -> RawLines:
+    """The rows and malformed lines of one part (see the module doc)."""
     records: list[dict] = []
-    positions: list[tuple[str, int, str]] = []
+    source_files: list[str] = []
+    source_lines: list[int] = []
+    raw_lines: list[str] = []
     malformed: list[tuple[str, int, str, str]] = []
-    for source, line_number, raw in lines:
+    for source, line_number, raw in part.lines:
         text, record, reason = _parse_line(raw)
         if record is None:
             malformed.append((source, line_number, text, reason))
         else:
             records.append(record)
-            positions.append((source, line_number, text))
-    if not warned[0]:
-        warned[0] = _warn_about_unknown_keys(records, files)
-    # Built column by column with object dtype: values stay as they arrived (no 42 -> 42.0).
-    rows = pd.DataFrame({column: [_normalise(column, record.get(column)) for record in records]
-                         for column in C.RAW_COLUMNS}, dtype=object)
-    for column, type_column in zip(TYPED_COLUMNS, TYPE_COLUMNS, strict=True):
-        rows[type_column] = np.fromiter((_not_text(record.get(column)) for record in records), bool,
-                                        len(records)) if record_types else np.zeros(len(records), bool)
-    rows[[C.SOURCE_FILE, C.SOURCE_LINE, C.RAW_LINE]] = _positions_frame(positions)
+            source_files.append(source)
+            source_lines.append(line_number)
+            raw_lines.append(text)
+    # Built column by column with object dtype: values stay as they arrived (no 42 -> 42.0). All columns
+    # go into one constructor: a frame grown column by column is consolidated (copied) again and again.
+    columns: dict[str, object] = {}
+    keys: set[str] = set()
+    for record in records:
+        keys.update(record)
+    for column in C.RAW_COLUMNS:
+        values = [record.get(column) for record in records]
+        if column in TYPED_NOT_TEXT:
+            columns[TYPED_NOT_TEXT[column]] = (_not_text_flags(values) if record_types
+                                                else np.zeros(len(records), bool))
+        columns[column] = _normalised(column, values)
+    rows = pd.DataFrame({**{column: np.array(columns[column], dtype=object) for column in C.RAW_COLUMNS},
+                         **{column: columns[column] for column in TYPE_COLUMNS},
+                         C.SOURCE_FILE: np.array(source_files, dtype=object),
+                         C.SOURCE_LINE: np.array(source_lines, dtype=np.int64),
+                         C.RAW_LINE: np.array(raw_lines, dtype=object)})
     bad = pd.DataFrame(malformed, columns=[C.SOURCE_FILE, C.SOURCE_LINE, C.RAW_LINE, C.QUARANTINE_REASON])
     bad = bad.astype({C.SOURCE_FILE: object, C.SOURCE_LINE: "int64", C.RAW_LINE: object, C.QUARANTINE_REASON: object})
-    return RawLines(rows=rows, malformed=bad, blank_lines=blank)
+    return RawLines(rows=rows, malformed=bad, blank_lines=part.blank_lines,
+                    unknown_keys=tuple(sorted(keys - set(C.RAW_COLUMNS))))
 
 
-def _not_text(value: object) -> bool:
-    """Neither missing, a string nor an integer (a boolean is not an integer here)."""
-    kind = type(value)
-    return not (value is None or kind is str or kind is int)
+def _normalised(column: str, values: list) -> list:
+    """``_normalise`` of each value; non-blank strings, nearly every value, pass without a call."""
+    return [value if type(value) is str and value.strip() else _normalise(column, value) for value in values]
 
 
-def _positions_frame(positions: list[tuple[str, int, str]]) -> pd.DataFrame:
-    frame = pd.DataFrame(positions, columns=[C.SOURCE_FILE, C.SOURCE_LINE, C.RAW_LINE])
-    return frame.astype({C.SOURCE_FILE: object, C.SOURCE_LINE: "int64", C.RAW_LINE: object})
+def _not_text_flags(values: list) -> np.ndarray:
+    """bool[n]: neither missing, a string nor an integer (a boolean is not an integer here)."""
+    return np.fromiter((not (value is None or type(value) is str or type(value) is int) for value in values),
+                       bool, len(values))
 
 
 def _parse_line(raw: bytes) -> tuple[str, dict | None, str | None]:
@@ -138,10 +158,9 @@ def _normalise(column: str, value: object) -> object:
     return json.dumps(value, sort_keys=True, allow_nan=True)
 
 
-def _warn_about_unknown_keys(records: list[dict], files: list[Path]) -> bool:
-    """Warn (once per day: the caller stops asking after a warning) about fields that are not raw columns."""
-    unknown = set().union(*(record.keys() for record in records)) - set(C.RAW_COLUMNS) if records else set()
-    if unknown:
+def warn_about_unknown_keys(keys: tuple[str, ...], folder: Path) -> bool:
+    """Warn about fields that are not raw columns (the caller stops asking after a warning); True if it warned."""
+    if keys:
         log.warning("%s: ignoring fields that are not raw event columns: %s; add them to "
-                    "pipelines/columns.py RAW_COLUMNS if they should be kept", files[0].parent, sorted(unknown))
-    return bool(unknown)
+                    "pipelines/columns.py RAW_COLUMNS if they should be kept", folder, list(keys))
+    return bool(keys)

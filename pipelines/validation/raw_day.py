@@ -40,7 +40,7 @@ def validate_raw_day(config: PipelineConfig, ds: str) -> dict[str, Any]:
             gx_project_dir=layout.gx_dir, max_failure_rate=config.validation.max_failure_rate,
             limits=raw_limits(config),
             suppressions=Suppressions(layout.suppression_list, config.features.hash_key_env),
-            chunk_rows=config.validation.chunk_rows)
+            chunk_rows=config.validation.chunk_rows, workers=config.validation.workers)
     except RawDataError as err:
         counts = err.result.to_dict() if err.result else {"ds": ds}
         write_json_atomic(record_path, {**counts, "success": False, "failures": [str(err)], "warnings": []})

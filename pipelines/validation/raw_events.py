@@ -14,22 +14,29 @@ an erasure or suppression request was accepted for their user id or email) are d
 check, so neither the quarantine nor the Data Docs keep anything of theirs; only their number is kept
 (``rows_suppressed``).
 The day is read and checked in parts of ``validation.chunk_rows`` lines, so memory holds one part
-whatever the day's size; the results do not depend on the part size (duplicates are decided over
-the whole day, ``DuplicateLedger``). Each part has its own Data Docs page (``<ds> part <n>``).
+(per worker) whatever the day's size. With ``validation.workers`` > 1, parts are parsed and checked
+at once in that many spawned processes (``check_part``) while this one reads the lines, decides the
+duplicates in the day's order and writes. The results depend on neither the part size nor the
+workers (duplicates are decided over the whole day, ``DuplicateLedger``). Each part has its own Data
+Docs page (``<ds> part <n>``).
 When more than ``max_failure_rate`` of the rows fail, the quarantine is still written (so people can
 look), the validated partition is left as it was, and ``RawDataError`` says what happened.
 """
 
 from __future__ import annotations
 
+import collections
+import itertools
 import json
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from pipelines.columns import (
     EMAIL,
@@ -46,18 +53,26 @@ from pipelines.columns import (
 from pipelines.io import atomic_partition, write_json_atomic
 from pipelines.lake import COUNTS_FILE, PART_FILE
 from pipelines.suppression import Suppressions, ids_in_line
-from pipelines.validation.jsonl import RawLines, iter_json_lines
+from pipelines.validation.checks import open_gx_context
+from pipelines.validation.jsonl import (
+    LinePart,
+    RawLines,
+    iter_line_parts,
+    parse_part,
+    warn_about_unknown_keys,
+)
 from pipelines.validation.raw_events_suite import (
     DUPLICATE_EVENT_ID,
     EVENT_TIME_UTC,
     PRICE_VALUE,
     RawLimits,
     add_parsed_columns,
+    register_raw_events_checkpoint,
     run_raw_events_checkpoint,
 )
 
 QUARANTINE_COLUMNS = (*RAW_COLUMNS, QUARANTINE_REASON, SOURCE_FILE, SOURCE_LINE, RAW_LINE)
-DEFAULT_CHUNK_ROWS = 500_000  # lines read and checked at once (validation.chunk_rows)
+DEFAULT_CHUNK_ROWS = 250_000  # lines read and checked at once (validation.chunk_rows)
 
 
 class RawDataError(ValueError):
@@ -98,42 +113,46 @@ def validate_raw_events(
     limits: RawLimits | None = None,
     suppressions: Suppressions | None = None,
     chunk_rows: int | None = DEFAULT_CHUNK_ROWS,
+    workers: int = 1,
 ) -> RawValidationResult:
     """Validate the raw events of ``ds`` (event times in [interval_start, interval_end)); see the module doc.
 
     The day is read and checked in parts of ``chunk_rows`` lines (``None``: whole), so memory holds one
-    part: accepted rows are appended to the validated file part by part (one row group each), the
-    quarantine (a small share, or the gate stops the day) is kept until the end. The result is the
-    same for any ``chunk_rows``: duplicates are decided across parts (``DuplicateLedger``).
+    part a worker: accepted rows are appended to the validated file part by part (one row group each),
+    the quarantine (a small share, or the gate stops the day) is kept until the end. Up to ``workers``
+    parts are parsed and checked at once, each in a process of its own (``check_part``); this process
+    reads the lines, decides the duplicates in the day's order and writes. The result is the same for
+    any ``chunk_rows`` and ``workers``: duplicates are decided across parts (``DuplicateLedger``).
     """
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     raw_partition = Path(raw_partition)
     start, end = _utc_interval(interval_start, interval_end)
     if not 0.0 <= max_failure_rate <= 1.0:
         raise ValueError(f"max_failure_rate={max_failure_rate}: must be a share in [0, 1], e.g. 0.05")
+    if workers < 1:
+        raise ValueError(f"workers={workers}: must be >= 1 (validation.workers: processes checking parts at once)")
     limits = limits or RawLimits()
     files = _day_files(raw_partition, ds)
+    register_raw_events_checkpoint(Path(gx_project_dir), limits)
+    settings = PartSettings(Path(gx_project_dir), ds, start, end, limits, suppressions)
     ledger, quarantined, pages = DuplicateLedger(), [], []
     accepted_rows = blank_lines = suppressed = lines_read = 0
+    warned = False
     with atomic_partition(Path(validated_partition)) as staging:
         with pq.ParquetWriter(staging / PART_FILE, _validated_schema()) as writer:
-            parts = iter_json_lines(files, raw_partition.parent, limits.enforce_contract, chunk_rows)
-            for number, lines in enumerate(parts):
-                lines_read += len(lines.rows) + len(lines.malformed)
-                lines, dropped = drop_suppressed(lines, suppressions)
-                suppressed, blank_lines = suppressed + dropped, blank_lines + lines.blank_lines
-                frame = add_parsed_columns(lines.rows, limits)
-                run_name = ds if number == 0 else f"{ds} part {number + 1}"
-                outcome = run_raw_events_checkpoint(Path(gx_project_dir), frame, run_name, start, end, limits)
-                pages.append(outcome.data_docs_path)
-                reasons = _reasons_per_row(frame, outcome.failing_rows, ledger)
-                quarantined.append(_as_text_frame(_quarantine_rows(lines, reasons), QUARANTINE_COLUMNS))
-                accepted = frame.loc[reasons.eq("").to_numpy()]
-                accepted_rows += len(accepted)
-                writer.write_table(pa.Table.from_pandas(_typed_accepted(accepted), schema=_validated_schema(),
-                                                        preserve_index=False))
+            parts = iter_line_parts(files, raw_partition.parent, chunk_rows)
+            for checked in check_parts(parts, settings, workers):
+                lines_read += checked.lines_read
+                suppressed, blank_lines = suppressed + checked.rows_suppressed, blank_lines + checked.blank_lines
+                pages.append(checked.data_docs_path)
+                if not warned:
+                    warned = warn_about_unknown_keys(checked.unknown_keys, raw_partition)
+                reasons = _with_duplicates(checked.rows, ledger)
+                accepted = checked.rows.filter(pa.array(reasons == ""))
+                quarantined.append(_quarantine_rows(checked, reasons))
+                accepted_rows += accepted.num_rows
+                writer.write_table(_validated_rows(accepted))
         if lines_read == 0:
             raise RawDataError(f"{raw_partition}: {len(files)} *.jsonl file(s) but zero rows (empty or blank lines "
                                f"only); the landing may have been cut short; re-land dt={ds} and rerun the task")
@@ -145,6 +164,99 @@ def validate_raw_events(
             raise RawDataError(_gate_message(raw_partition, quarantine_partition, result, max_failure_rate), result)
         write_json_atomic(staging / COUNTS_FILE, result.to_dict())
     return result
+
+
+@dataclass(frozen=True)
+class PartSettings:
+    """What checking a part needs besides its lines (sent to each worker process)."""
+
+    gx_project_dir: Path
+    ds: str
+    interval_start: datetime
+    interval_end: datetime
+    limits: RawLimits
+    suppressions: Suppressions | None
+
+
+@dataclass(frozen=True)
+class CheckedPart:
+    """One part of a day, parsed and checked (``check_part``): all the writer needs to finish it."""
+
+    rows: pa.Table  # CHECKED_COLUMNS: every row, as text, its parsed time and price, position, reasons
+    malformed: pd.DataFrame  # the part's malformed lines, as quarantine rows (QUARANTINE_COLUMNS)
+    lines_read: int  # rows and malformed lines, suppressed people's included
+    rows_suppressed: int
+    blank_lines: int
+    data_docs_path: str
+    unknown_keys: tuple[str, ...]
+
+
+REASONS = "reasons_but_duplicates"  # a row's ';'-joined reasons from every check but the duplicates ('': none)
+CHECKED_COLUMNS = (*RAW_COLUMNS, EVENT_TIME_UTC, PRICE_VALUE, SOURCE_FILE, SOURCE_LINE, RAW_LINE, REASONS)
+
+
+def check_parts(parts: Iterator[LinePart], settings: PartSettings, workers: int) -> Iterator[CheckedPart]:
+    """``check_part`` of each part, in order; with ``workers`` > 1, in a pool of worker processes.
+
+    The pool starts (its processes import the checks) while the first parts are read; at most
+    ``workers`` parts are in flight, so memory holds about ``workers`` + 1 parts.
+    """
+    if workers == 1:
+        for number, part in enumerate(parts):
+            yield check_part(number, part, settings)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn, not fork: the task process may hold threads (Airflow's, Spark's) a fork would copy mid-flight
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        for _ in range(workers):
+            pool.submit(_warm_up)
+        numbered = enumerate(parts)
+        in_flight = collections.deque(pool.submit(check_part, number, part, settings)
+                                      for number, part in itertools.islice(numbered, workers))
+        while in_flight:
+            checked = in_flight.popleft().result()
+            in_flight.extend(pool.submit(check_part, number, part, settings)
+                             for number, part in itertools.islice(numbered, 1))
+            yield checked
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    open_gx_context(settings.gx_project_dir).build_data_docs()  # the index, after parts wrote theirs at once
+
+
+def _warm_up() -> None:
+    """Import Great Expectations in a worker before its first part arrives."""
+    import great_expectations  # noqa: F401
+
+
+def check_part(number: int, part: LinePart, settings: PartSettings) -> CheckedPart:
+    """Parse part ``number`` (0-based) of the day, drop suppressed people's rows, run the GX checkpoint.
+
+    Its rows' reasons are every check's but the duplicates', which ``DuplicateLedger`` decides over
+    the whole day in order. Runs in a worker process when parts are checked at once.
+    """
+    lines = parse_part(part, settings.limits.enforce_contract)
+    lines_read = len(lines.rows) + len(lines.malformed)
+    lines, dropped = drop_suppressed(lines, settings.suppressions)
+    frame = add_parsed_columns(lines.rows, settings.limits)
+    run_name = settings.ds if number == 0 else f"{settings.ds} part {number + 1}"
+    outcome = run_raw_events_checkpoint(settings.gx_project_dir, frame, run_name, settings.interval_start,
+                                        settings.interval_end, settings.limits, register=False)
+    rows = pa.table({
+        **{column: pa.array(frame[column].to_numpy(), pa.string()) for column in RAW_COLUMNS if column != PRICE},
+        PRICE: pa.array([_as_text(value) for value in frame[PRICE].tolist()], pa.string()),
+        EVENT_TIME_UTC: pa.array(frame[EVENT_TIME_UTC].dt.as_unit("us"), pa.timestamp("us", tz="UTC")),
+        PRICE_VALUE: pa.array(frame[PRICE_VALUE].to_numpy(), pa.float64()),
+        SOURCE_FILE: pa.array(frame[SOURCE_FILE].to_numpy(), pa.string()),
+        SOURCE_LINE: pa.array(frame[SOURCE_LINE].to_numpy(), pa.int64()),
+        RAW_LINE: pa.array(lines.rows[RAW_LINE].to_numpy(), pa.string()),
+        REASONS: pa.array(_reasons_but_duplicates(len(frame), outcome.failing_rows), pa.string()),
+    }).select(list(CHECKED_COLUMNS))
+    malformed = _as_text_frame(lines.malformed.reindex(columns=list(QUARANTINE_COLUMNS)), QUARANTINE_COLUMNS)
+    return CheckedPart(rows, malformed, lines_read, dropped, lines.blank_lines, outcome.data_docs_path,
+                       lines.unknown_keys)
 
 
 class DuplicateLedger:
@@ -161,11 +273,11 @@ class DuplicateLedger:
         self._kept_clean: dict[str, bool] = {}  # id -> a clean copy was kept
         self._failing_first: set[str] = set()  # ids whose first copy failed other checks
 
-    def duplicates(self, event_ids: pd.Series, clean: np.ndarray) -> np.ndarray:
+    def duplicates(self, event_ids: list, clean: np.ndarray) -> np.ndarray:
         """bool[n]: the rows (in order) that are extra copies."""
         extra = np.zeros(len(event_ids), dtype=bool)
         kept_clean = self._kept_clean
-        for row, (event_id, ok) in enumerate(zip(event_ids.tolist(), clean.tolist(), strict=True)):
+        for row, (event_id, ok) in enumerate(zip(event_ids, clean.tolist(), strict=True)):
             if event_id is None or (isinstance(event_id, float) and event_id != event_id):
                 continue
             if event_id not in kept_clean:
@@ -225,26 +337,37 @@ def _day_files(raw_partition: Path, ds: str) -> list[Path]:
     return files
 
 
-def _reasons_per_row(frame: pd.DataFrame, failing_rows: dict[str, list[int]], ledger: DuplicateLedger) -> pd.Series:
-    """';'-joined reasons per row of ``frame`` ('' for accepted rows); duplicates are the ledger's call.
+def _reasons_but_duplicates(count: int, failing_rows: dict[str, list[int]]) -> list[str]:
+    """';'-joined reasons per row ('' for rows that passed), in suite order, leaving duplicates out.
 
     GX's ``duplicate_event_id`` result names the copies within this part; the ledger decides which
     copy is kept over the whole day, so its rows are not used here (the Data Docs still show them).
     """
-    reasons: list[list[str]] = [[] for _ in range(len(frame))]
+    reasons: dict[int, list[str]] = {}
     for reason, rows in failing_rows.items():
         if reason != DUPLICATE_EVENT_ID:
             for row in rows:
-                reasons[row].append(reason)
-    clean = np.fromiter((not row_reasons for row_reasons in reasons), bool, len(reasons))
-    for row in np.flatnonzero(ledger.duplicates(frame[EVENT_ID], clean)):
-        reasons[row].append(DUPLICATE_EVENT_ID)
-    return pd.Series([";".join(row_reasons) for row_reasons in reasons], index=frame.index, dtype=object)
+                reasons.setdefault(row, []).append(reason)
+    joined = [""] * count
+    for row, row_reasons in reasons.items():
+        joined[row] = ";".join(row_reasons)
+    return joined
 
 
-def _quarantine_rows(lines: RawLines, reasons: pd.Series) -> pd.DataFrame:
-    refused = lines.rows.loc[reasons.ne("").to_numpy()].assign(**{QUARANTINE_REASON: reasons[reasons.ne("")]})
-    both = pd.concat([refused, lines.malformed], ignore_index=True).reindex(columns=list(QUARANTINE_COLUMNS))
+def _with_duplicates(rows: pa.Table, ledger: DuplicateLedger) -> np.ndarray:
+    """object[n]: each row's final reasons: the checks' and, where the ledger says so, ``duplicate_event_id``."""
+    reasons = rows.column(REASONS).to_numpy(zero_copy_only=False).astype(object)
+    extra = ledger.duplicates(rows.column(EVENT_ID).to_pylist(), reasons == "")
+    reasons[extra] = [f"{joined};{DUPLICATE_EVENT_ID}" if joined else DUPLICATE_EVENT_ID for joined in reasons[extra]]
+    return reasons
+
+
+def _quarantine_rows(checked: CheckedPart, reasons: np.ndarray) -> pd.DataFrame:
+    """The part's refused rows and malformed lines as quarantine rows (text as arrived), in line order."""
+    refused_at = np.flatnonzero(reasons != "")
+    refused = checked.rows.take(pa.array(refused_at, pa.int64())).to_pandas()
+    refused[QUARANTINE_REASON] = reasons[refused_at]
+    both = pd.concat([refused.reindex(columns=list(QUARANTINE_COLUMNS)), checked.malformed], ignore_index=True)
     return both.sort_values([SOURCE_FILE, SOURCE_LINE], kind="stable", ignore_index=True)
 
 
@@ -275,11 +398,11 @@ def _gate_message(raw_partition: Path, quarantine_partition: Path, result: RawVa
             f"max_failure_rate if this is expected")
 
 
-def _typed_accepted(accepted: pd.DataFrame) -> pd.DataFrame:
-    typed = _as_text_frame(accepted, RAW_COLUMNS)
-    typed[EVENT_TIME] = accepted[EVENT_TIME_UTC].dt.as_unit("us").reset_index(drop=True)
-    typed[PRICE] = accepted[PRICE_VALUE].to_numpy(dtype="float64")
-    return typed
+def _validated_rows(accepted: pa.Table) -> pa.Table:
+    """Accepted rows in the validated schema: the parsed event time and price, the rest as text."""
+    typed = {EVENT_TIME: accepted.column(EVENT_TIME_UTC), PRICE: accepted.column(PRICE_VALUE)}
+    return pa.table({column: typed.get(column, accepted.column(column)) for column in RAW_COLUMNS},
+                    schema=_validated_schema())
 
 
 def _as_text_frame(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
@@ -297,21 +420,16 @@ def _as_text(value: object) -> str | None:
 
 
 def _validated_schema():
-    import pyarrow as pa
-
     types = {EVENT_TIME: pa.timestamp("us", tz="UTC"), PRICE: pa.float64()}
     return pa.schema([(column, types.get(column, pa.string())) for column in RAW_COLUMNS])
 
 
 def _quarantine_schema():
-    import pyarrow as pa
-
     return pa.schema([(column, pa.int64() if column == SOURCE_LINE else pa.string()) for column in QUARANTINE_COLUMNS])
 
 
 def _write_parquet(partition: Path, frame: pd.DataFrame, schema, counts: dict | None = None) -> None:
     """One Parquet file (with the schema even when empty), swapped in atomically; optional _counts.json."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)

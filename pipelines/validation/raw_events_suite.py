@@ -27,6 +27,7 @@ from pipelines.columns import (
     NO_CONTROL_CHARACTER_COLUMNS,
     PRICE,
     RAW_COLUMNS,
+    RAW_LINE,
     REQUIRED_COLUMNS,
     SOURCE_FILE,
     SOURCE_LINE,
@@ -102,23 +103,33 @@ def control_characters_reason(column: str) -> str:
 
 
 def add_parsed_columns(rows: pd.DataFrame, limits: RawLimits | None = None) -> pd.DataFrame:
-    """The frame GX validates: the raw columns, row numbers, typed event time and price, the contract."""
+    """The frame GX validates: the raw columns, row numbers, typed event time and price, the contract.
+
+    Built in one constructor, so its columns sit in a few consolidated blocks: GX takes the frame's
+    rows again for each expectation, and a frame grown column by column is re-consolidated each time.
+    """
     limits = limits or RawLimits()
-    frame = rows.loc[:, [*RAW_COLUMNS, SOURCE_FILE, SOURCE_LINE]].copy()
-    frame[ROW_NUMBER] = range(len(frame))
-    times = frame[EVENT_TIME].map(lambda value: value if isinstance(value, str) else None)
+    times = rows[EVENT_TIME].map(lambda value: value if isinstance(value, str) else None)
     iso = times.str.match(ISO_8601_WITH_OFFSET, na=False)
-    frame[EVENT_TIME_UTC] = pd.to_datetime(times.where(iso), utc=True, format="ISO8601", errors="coerce")
-    prices = frame[PRICE].map(lambda value: None if isinstance(value, bool) else value)
+    event_time_utc = pd.to_datetime(times.where(iso), utc=True, format="ISO8601", errors="coerce")
+    prices = rows[PRICE].map(lambda value: None if isinstance(value, bool) else value)
     values = pd.to_numeric(prices, errors="coerce").astype("float64")
     finite = np.isfinite(values.to_numpy())
-    given = frame[PRICE].map(lambda value: value is not None).to_numpy(dtype=bool)  # a JSON NaN is given
+    given = rows[PRICE].map(lambda value: value is not None).to_numpy(dtype=bool)  # a JSON NaN is given
     numeric = values.notna().to_numpy()
-    frame[PRICE_STATE] = np.where(~given, None, np.where(~numeric & ~_is_nan(frame[PRICE]), "not_a_number",
-                                                          np.where(finite, "number", "not_finite")))
-    frame[PRICE_VALUE] = values.where(finite)
-    frame[CONTRACT] = contract_violations(rows, frame, limits) if limits.enforce_contract else None
-    return frame
+    parsed = pd.DataFrame({
+        PRICE_STATE: np.where(~given, None, np.where(~numeric & ~_is_nan(rows[PRICE]), "not_a_number",
+                                                     np.where(finite, "number", "not_finite"))),
+        PRICE_VALUE: values.where(finite).to_numpy()})
+    contract = contract_violations(rows, parsed, limits) if limits.enforce_contract else np.full(len(rows), None)
+    return pd.DataFrame({
+        **{column: rows[column].to_numpy() for column in (*RAW_COLUMNS, SOURCE_FILE, SOURCE_LINE)},
+        ROW_NUMBER: np.arange(len(rows)),
+        EVENT_TIME_UTC: event_time_utc.array,
+        PRICE_VALUE: parsed[PRICE_VALUE].to_numpy(),
+        PRICE_STATE: parsed[PRICE_STATE].to_numpy(),
+        CONTRACT: contract,
+    }, columns=list(GX_COLUMNS))
 
 
 def contract_reasons() -> list[str]:
@@ -134,6 +145,8 @@ def contract_reasons() -> list[str]:
 def contract_violations(rows: pd.DataFrame, frame: pd.DataFrame, limits: RawLimits) -> np.ndarray:
     """object[n]: per row, the ';'-joined reasons it breaks the raw contract (``pipelines.columns``); None if none.
 
+    ``frame`` holds the rows' parsed ``PRICE_STATE`` and ``PRICE_VALUE``.
+
     Vectorised over the columns (one GX expectation then checks the result), so the contract costs a
     few passes over the day rather than one expectation per field and reason.
     """
@@ -141,19 +154,35 @@ def contract_violations(rows: pd.DataFrame, frame: pd.DataFrame, limits: RawLimi
         PRICE_NOT_FINITE: (frame[PRICE_STATE] == "not_finite").to_numpy(),
         PRICE_ABOVE_MAX: (frame[PRICE_VALUE] > limits.max_price).to_numpy(),
     }
+    suspects = _may_hold_control_characters(rows)
     for column, not_text in zip(TYPED_COLUMNS, TYPE_COLUMNS, strict=True):
         values = rows[column]
         checks[not_text_reason(column)] = rows[not_text].to_numpy(dtype=bool)
         checks[too_long_reason(column)] = (values.str.len() > limits.max_length(column)).to_numpy(dtype=bool)
         if column in NO_CONTROL_CHARACTER_COLUMNS:
-            checks[control_characters_reason(column)] = values.str.contains(CONTROL_CHARACTERS, regex=True,
-                                                                            na=False).to_numpy(dtype=bool)
+            found = np.zeros(len(rows), dtype=bool)
+            found[suspects] = values.iloc[suspects].str.contains(CONTROL_CHARACTERS, regex=True,
+                                                                 na=False).to_numpy(dtype=bool)
+            checks[control_characters_reason(column)] = found
     assert list(checks) == contract_reasons(), "contract_reasons() must list these checks in this order"
     broken = np.logical_or.reduce(list(checks.values()))
     violations = np.full(len(rows), None, dtype=object)
     for row in np.flatnonzero(broken):  # few rows: the join costs nothing on a good day
         violations[row] = ";".join(reason for reason, failed in checks.items() if failed[row])
     return violations
+
+
+def _may_hold_control_characters(rows: pd.DataFrame) -> np.ndarray:
+    """int[m]: the rows whose values may hold a control character, found from their raw lines in one pass.
+
+    JSON text holds no raw control character but DEL (\\x7f): the others arrive escaped (``\\n``,
+    ``\\u0000``), and ``json.dumps`` of a non-text value escapes them again. So a line with neither a
+    backslash nor a DEL has none in any value, and the regular expression runs on the other rows only.
+    """
+    if RAW_LINE not in rows:
+        return np.arange(len(rows))
+    return np.flatnonzero(np.fromiter(("\\" in line or "\x7f" in line for line in rows[RAW_LINE].tolist()),
+                                      bool, len(rows)))
 
 
 def _is_nan(values: pd.Series) -> np.ndarray:
@@ -193,15 +222,25 @@ def build_raw_events_suite(limits: RawLimits | None = None):
     ])
 
 
+def register_raw_events_checkpoint(gx_project_dir: Path, limits: RawLimits | None = None) -> None:
+    """Write the suite and checkpoint into the GX project, before parts are checked in other processes."""
+    _register_checkpoint(open_gx_context(gx_project_dir), limits or RawLimits())
+
+
 def run_raw_events_checkpoint(
     gx_project_dir: Path, frame: pd.DataFrame, ds: str, interval_start: datetime, interval_end: datetime,
-    limits: RawLimits | None = None,
+    limits: RawLimits | None = None, register: bool = True,
 ) -> CheckpointOutcome:
-    """Validate ``frame`` through the ``raw_events`` checkpoint, which also updates the Data Docs."""
+    """Validate ``frame`` through the ``raw_events`` checkpoint, which also updates the Data Docs.
+
+    ``register=False``: the checkpoint was registered already (``register_raw_events_checkpoint``), so
+    several processes can run it at once without rewriting the project's files under each other.
+    """
     from great_expectations.core.run_identifier import RunIdentifier
 
     context = open_gx_context(gx_project_dir)
-    checkpoint = _register_checkpoint(context, limits or RawLimits())
+    checkpoint = (_register_checkpoint(context, limits or RawLimits()) if register
+                  else context.checkpoints.get(CHECKPOINT_NAME))
     result = checkpoint.run(
         batch_parameters={"dataframe": frame},
         expectation_parameters={"interval_start": interval_start, "interval_end": interval_end},

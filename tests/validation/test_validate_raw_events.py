@@ -171,6 +171,43 @@ def test_duplicates_are_decided_across_the_parts_a_day_is_read_in(tmp_path):
     assert result.rows_in == 6 and result.rows_accepted == 3
 
 
+def test_parts_checked_in_worker_processes_give_what_one_process_gives(tmp_path):
+    """Two spawned workers, parts of three lines, duplicates across parts: the same rows, reasons and counts."""
+    lines = [_event(1, price=-1), _event(2), _event(3), _event(2), "not json", _event(1), _event(4, user_id=42),
+             "", _event(5, event_type="nope"), _event(2), _event(6, price=float("nan")), _event(7, item_id=4.5)]
+    _land(tmp_path, lines[:7])
+    _land(tmp_path, lines[7:], name="events-00001.jsonl")  # a part spans the two files
+    outputs = {}
+    for workers in (1, 2):
+        out = tmp_path / f"workers-{workers}"
+        result = validate_raw_events(
+            raw_partition=partition_path(tmp_path / "raw", DS), ds=DS, interval_start=START, interval_end=END,
+            validated_partition=partition_path(out / "validated", DS),
+            quarantine_partition=partition_path(out / "quarantine", DS),
+            gx_project_dir=out / "gx", max_failure_rate=1.0, chunk_rows=3, workers=workers)
+        outputs[workers] = ({k: v for k, v in result.to_dict().items() if k != "data_docs_path"},
+                            _validated(out).to_pylist(), _quarantine(out))
+        docs = out / "gx" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+        assert docs.is_file() and f"{DS} part {result.parts}" in docs.read_text()  # every part is on the index
+    assert outputs[2] == outputs[1]
+    counts, validated, quarantine = outputs[2]
+    assert counts["parts"] == 4 and counts["blank_lines"] == 1
+    assert counts["rows_in"] == 11 == counts["rows_accepted"] + counts["rows_quarantined"]
+    assert [row["event_id"] for row in validated] == ["e2", "e3", "e1", "e4"]
+    assert {row[QUARANTINE_REASON] for row in quarantine} >= {"malformed_json", "duplicate_event_id",
+                                                               "negative_price;duplicate_event_id"}
+
+
+def test_a_worker_count_below_one_is_refused_with_the_setting_to_fix(tmp_path):
+    _land(tmp_path, [_event(1)])
+    with pytest.raises(ValueError, match="validation.workers"):
+        validate_raw_events(
+            raw_partition=partition_path(tmp_path / "raw", DS), ds=DS, interval_start=START, interval_end=END,
+            validated_partition=partition_path(tmp_path / "validated", DS),
+            quarantine_partition=partition_path(tmp_path / "quarantine", DS),
+            gx_project_dir=tmp_path / "gx", max_failure_rate=1.0, workers=0)
+
+
 def test_quarantine_keeps_every_field_as_text(tmp_path):
     _land(tmp_path, [_event(1, price=-3, user_id=42)])
     _validate(tmp_path)
