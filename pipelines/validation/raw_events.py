@@ -196,12 +196,14 @@ CHECKED_COLUMNS = (*RAW_COLUMNS, EVENT_TIME_UTC, PRICE_VALUE, SOURCE_FILE, SOURC
 
 
 def check_parts(parts: Iterator[LinePart], settings: PartSettings, workers: int) -> Iterator[CheckedPart]:
-    """``check_part`` of each part, in order; with ``workers`` > 1, in a pool of worker processes.
+    """``check_part`` of each part, in order; with ``workers`` > 1 and more than one part, in a process pool.
 
-    The pool starts (its processes import the checks) while the first parts are read; at most
-    ``workers`` parts are in flight, so memory holds about ``workers`` + 1 parts.
+    At most ``workers`` parts are in flight, so memory holds about ``workers`` + 1 parts.
     """
-    if workers == 1:
+    parts = iter(parts)
+    ahead = list(itertools.islice(parts, 2))  # a day of one part is checked here: no processes to start
+    parts = itertools.chain(ahead, parts)
+    if workers == 1 or len(ahead) < 2:
         for number, part in enumerate(parts):
             yield check_part(number, part, settings)
         return
