@@ -247,10 +247,11 @@ def check_part(number: int, part: LinePart, settings: PartSettings) -> CheckedPa
     outcome = run_raw_events_checkpoint(settings.gx_project_dir, frame, run_name, settings.interval_start,
                                         settings.interval_end, settings.limits, register=False)
     rows = pa.table({
-        **{column: pa.array(frame[column].to_numpy(), pa.string()) for column in RAW_COLUMNS if column != PRICE},
+        **{column: pa.array(frame[column].to_numpy(), pa.string(), from_pandas=True)
+           for column in RAW_COLUMNS if column != PRICE},
         PRICE: pa.array([_as_text(value) for value in frame[PRICE].tolist()], pa.string()),
         EVENT_TIME_UTC: pa.array(frame[EVENT_TIME_UTC].dt.as_unit("us"), pa.timestamp("us", tz="UTC")),
-        PRICE_VALUE: pa.array(frame[PRICE_VALUE].to_numpy(), pa.float64()),
+        PRICE_VALUE: pa.array(frame[PRICE_VALUE].to_numpy(), pa.float64(), from_pandas=True),  # NaN: null
         SOURCE_FILE: pa.array(frame[SOURCE_FILE].to_numpy(), pa.string()),
         SOURCE_LINE: pa.array(frame[SOURCE_LINE].to_numpy(), pa.int64()),
         RAW_LINE: pa.array(lines.rows[RAW_LINE].to_numpy(), pa.string()),

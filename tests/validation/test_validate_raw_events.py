@@ -78,6 +78,7 @@ def test_clean_day_is_accepted_typed_and_reconciled(tmp_path):
     assert table.column_names == list(RAW_COLUMNS)
     assert table.schema.field(EVENT_TIME).type == pa.timestamp("us", tz="UTC")
     assert table.schema.field(PRICE).type == pa.float64()
+    assert table.column(PRICE).to_pylist() == [9.5, None, 9.5]  # a missing price is null, never NaN
     assert table.column("email").to_pylist() == ["ada@example.com", "ada@example.com", None]
     counts = json.loads((partition_path(tmp_path / "validated", DS) / "_counts.json").read_text())
     assert counts == result.to_dict()
