@@ -251,8 +251,53 @@ def _adjust(scores: np.ndarray, plan: RulePlan, blocked: np.ndarray, bought, par
     scores[rows, items] = -np.inf
 
 
-def _best(scores: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
-    """(columns, values) [b, m]: each row's m best columns by (score desc, column asc), in that order."""
+def _best(scores: np.ndarray, m: int, block: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(columns, values) [b, m]: each row's m best columns by (score desc, column asc), in that order.
+
+    Exact and fast on wide rows: the m-th largest of the row's block maxima (blocks of ``block``
+    columns; by default 32 to 256, some 4m blocks a row) is a floor under its m-th best score, because m blocks each hold a score at or above it.
+    So the m best, ties at the cut included, are among the few scores at or above that floor, in
+    the few blocks whose maximum reaches it, and only those are sorted. A NaN is never among the
+    best, as in the exhaustive path; a row with fewer than m scores at or above its floor (NaN
+    maxima) takes that path.
+    """
+    b, width = scores.shape
+    if m >= width or m == 0:
+        return _best_exhaustive(scores, m)
+    block = block or min(256, max(32, width // (4 * m)))
+    whole = width // block
+    if whole < 2 * m:  # too few blocks for the floor to prune: no gain
+        return _best_exhaustive(scores, m)
+    blocks = scores[:, :whole * block].reshape(b, whole, block)  # a view
+    maxima = blocks.max(axis=2)  # [b, blocks]
+    tail = scores[:, whole * block:]  # the last, shorter block
+    every = np.concatenate([maxima, tail.max(axis=1, keepdims=True)], axis=1) if tail.shape[1] else maxima
+    floor = np.partition(every, every.shape[1] - m, axis=1)[:, every.shape[1] - m]  # [b] m-th largest
+    # the few blocks reaching the floor (and any holding a NaN, whose maximum says nothing)
+    block_rows, block_numbers = np.nonzero(~(maxima < floor[:, None]))
+    in_rows, in_columns = np.nonzero(blocks[block_rows, block_numbers] >= floor[block_rows, None])
+    rows, columns = block_rows[in_rows], block_numbers[in_rows] * block + in_columns
+    if tail.shape[1]:
+        tail_rows, tail_columns = np.nonzero(tail >= floor[:, None])
+        rows, columns = np.concatenate([rows, tail_rows]), np.concatenate([columns, tail_columns + whole * block])
+    per_row = np.bincount(rows, minlength=b)
+    if (per_row < m).any():  # NaN maxima: no floor for those rows
+        sound = per_row >= m
+        out_columns, out_values = np.zeros((b, m), np.int64), np.zeros((b, m), scores.dtype)
+        out_columns[~sound], out_values[~sound] = _best_exhaustive(scores[~sound], m)
+        if sound.any():
+            out_columns[sound], out_values[sound] = _best(scores[sound], m, block)
+        return out_columns, out_values
+    values = scores[rows, columns]
+    order = np.lexsort((columns, -values, rows))  # per row: score desc, column asc
+    starts = np.concatenate([[0], np.cumsum(per_row)[:-1]])
+    pick = (starts[:, None] + np.arange(m)[None, :]).reshape(-1)  # each row's first m candidates
+    chosen = order[pick]
+    return columns[chosen].reshape(b, m), values[chosen].reshape(b, m)
+
+
+def _best_exhaustive(scores: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """``_best`` over every column of every row (argpartition, then the ties at the cut)."""
     b, width = scores.shape
     if m >= width:
         columns = np.broadcast_to(np.arange(width), (b, width))

@@ -13,7 +13,15 @@ from hypothesis import strategies as st
 from pipelines import columns as C
 from pipelines.config import CampaignRuleConfig, RulesConfig
 from pipelines.scoring.catalog import CatalogError, read_catalog
-from pipelines.scoring.rules import STATIC_RULES, RuleCounts, item_facts, plan_rules, ranked_top_k
+from pipelines.scoring.rules import (
+    STATIC_RULES,
+    RuleCounts,
+    _best,
+    _best_exhaustive,
+    item_facts,
+    plan_rules,
+    ranked_top_k,
+)
 
 CATEGORIES = ["a", "a", "a", "b", "b", None]  # items 1..6
 DESC = [0, 6, 5, 4, 3, 2, 1]  # item 1 best ... item 6 worst (column 0: padding)
@@ -296,3 +304,21 @@ def test_every_list_keeps_every_rule_whatever_the_scores_and_rules(s):
     assert items == _expected_lists(s, allowed, adjusted)
     assert counts.short_lists == sum(row[-1] == 0 for row in items) and counts.users == users
     assert counts.empty_lists == sum(row[0] == 0 for row in items)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=st.integers(1, 6), width=st.integers(2, 400), m=st.integers(1, 12), block=st.integers(1, 40),
+       seed=st.integers(0, 2**32 - 1), levels=st.integers(1, 50), holes=st.sampled_from([0.0, 0.1, 0.9]),
+       nans=st.sampled_from([0.0, 0.01, 0.5]))
+def test_the_block_floor_picks_exactly_what_sorting_every_column_picks(rows, width, m, block, seed, levels, holes,
+                                                                       nans):
+    """Any scores (few distinct values, so ties at the cut; -inf for ruled-out items; NaN), any block size."""
+    rng = np.random.default_rng(seed)
+    scores = rng.integers(0, levels, (rows, width)).astype(np.float32)
+    scores[rng.random((rows, width)) < holes] = -np.inf
+    scores[rng.random((rows, width)) < nans] = np.nan
+    m = min(m, width)
+    expected_columns, expected_values = _best_exhaustive(scores, m)
+    columns, values = _best(scores, m, block)
+    assert columns.tolist() == expected_columns.tolist()
+    np.testing.assert_array_equal(values, expected_values)
