@@ -156,7 +156,7 @@ bench-validation: setup ## validate_raw_events without and with the raw contract
 	$(PY) -m benchmarks.validation.run $(BENCH_ARGS)
 bench-scale: setup ## Every nightly task on collector days of 100k, 1M and 10M events: seconds and peak GiB per stage (var/reports/bench-scale.json; BENCH_ARGS: --sizes, --days)
 	$(PY) -m benchmarks.scale.run $(BENCH_ARGS)
-bench-scoring: setup ## Scoring's steps per batch at 50,000 items (model, top-k, affinity), each against the way before, projected to 500k users (BENCH_ARGS: --users N, --items N)
+bench-scoring: setup ## Scoring's steps per batch at 50,000 items (model, top-k, affinity), each against the way before, projected to 500k users; then 20,000 users in one process and on Spark side by side (BENCH_ARGS: --users N, --items N, --engine-users N)
 	$(PY) -m benchmarks.scoring.run $(BENCH_ARGS)
 # --- end of the clickstream/cluster/benchmark block ------------------------------------------------
 

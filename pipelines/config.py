@@ -222,6 +222,7 @@ class ScoringConfig(_Section):
     rules: RulesConfig
     campaigns: dict[str, CampaignRuleConfig]
     lift_seed: int
+    spark_above_users: int | None = Field(default=None, ge=0)
 
 
 class PublishingConfig(_Section):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 from pipelines.config import load_config
@@ -72,9 +73,30 @@ def promote_champion(ds: str, evaluation: dict[str, Any], overrides: dict[str, A
 
 
 def score_users(ds: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The champion's lists and audiences; above ``scoring.spark_above_users`` on the ``spark.conn_id`` master."""
     from pipelines.scoring.recommendations import write_recommendations
 
-    return write_recommendations(load_config(overrides), ds)
+    config = load_config(overrides)
+    return write_recommendations(config, ds, spark_master=partial(spark_master, config.spark.conn_id))
+
+
+def spark_master(conn_id: str) -> str:
+    """The Spark master URL of the Airflow connection ``conn_id``, as spark-submit reads it (host, then :port)."""
+    from airflow.exceptions import AirflowNotFoundException
+    from airflow.sdk import BaseHook
+
+    try:
+        connection = BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        raise RuntimeError(
+            f"the Airflow connection {conn_id!r} (spark.conn_id) is not defined, so there is no Spark master to "
+            f"score on: add it in Admin > Connections (type spark, the master in 'host') or set "
+            f"AIRFLOW_CONN_{conn_id.upper()}; make run sets it to local[*]") from None
+    host = (connection.host or "").strip()
+    if not host:
+        raise RuntimeError(f"the Airflow connection {conn_id!r} has no host: put the Spark master there "
+                           "(local[*], spark://host, yarn or k8s://...)")
+    return f"{host}:{connection.port}" if connection.port else host
 
 
 def publish_outputs(ds: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:

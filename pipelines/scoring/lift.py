@@ -63,8 +63,13 @@ def holdout_histories(sequences: pa.Table, day_events: pa.Table, vocab: pa.Table
 
 def measure_lift(features_path, sequences: pa.Table, vocab: pa.Table, score_batch: Callable, max_len: int,
                  campaigns: list[str], campaign_matrix: np.ndarray, size: int, seed: int,
-                 sequence_event_types: list[str], ds: str, batch_size: int = 512) -> dict[str, Any]:
-    """Response rates and lifts per campaign (see the module docstring); ``skipped`` says why when it cannot."""
+                 sequence_event_types: list[str], ds: str, batch_size: int = 512,
+                 affinities: Callable[[dict[str, np.ndarray]], np.ndarray] | None = None) -> dict[str, Any]:
+    """Response rates and lifts per campaign (see the module docstring); ``skipped`` says why when it cannot.
+
+    The held-out histories' affinities come from ``score_batch`` in batches, or from ``affinities``
+    (all inputs at once -> [users, campaigns]) where given: the Spark path (``scoring.distributed``).
+    """
     if not campaigns:
         return {"ds": ds, "skipped": "no campaigns (or no champion) this day", "campaigns": {}}
     if not (features_path / lake.CLEAN_EVENTS).is_dir():
@@ -83,10 +88,13 @@ def measure_lift(features_path, sequences: pa.Table, vocab: pa.Table, score_batc
         tail = histories[user][-max_len:]
         inputs[row, max_len - len(tail):] = tail
     buckets = sequences.column(C.USER_BUCKET).to_numpy().astype(np.int32)[users]
-    affinity = np.concatenate([
-        campaign_affinity(score_batch({"items": inputs[s:s + batch_size], "user": buckets[s:s + batch_size]}),
-                          campaign_matrix)
-        for s in range(0, len(users), batch_size)])
+    if affinities is not None:
+        affinity = affinities({"items": inputs, "user": buckets})
+    else:
+        affinity = np.concatenate([
+            campaign_affinity(score_batch({"items": inputs[s:s + batch_size], "user": buckets[s:s + batch_size]}),
+                              campaign_matrix)
+            for s in range(0, len(users), batch_size)])
     rng = np.random.default_rng(seed)
     random_audience = rng.choice(len(users), size, replace=False)
     lengths = np.array([len(histories[u]) for u in users])

@@ -19,6 +19,10 @@ the items new since then score -inf for it (never listed, no share of an audienc
 champion whose ids are numbered otherwise (another shop's, a rebuilt vocabulary) would name the wrong
 items: the task stops with ``ChampionVocabularyError`` and what to do.
 
+Above ``scoring.spark_above_users`` scored users the champion's two passes (the lists with the
+affinities, the lift's held-out histories) run on Spark executors (``pipelines.scoring.distributed``),
+with the same results; below it, and for the popularity fallback, in the task's process.
+
 Before any model has passed the promotion gate (a new shop, a sample too small to train on), the
 ``scoring.without_champion`` setting decides: ``popularity`` (the default) writes the window's most
 popular items the user has not bought, with ``model_version`` = ``popularity-fallback`` so that
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -65,8 +70,13 @@ class NoChampionError(RuntimeError):
     """Scoring was asked for before any model passed the promotion gate (with ``without_champion: fail``)."""
 
 
-def write_recommendations(config: PipelineConfig, ds: str) -> dict[str, Any]:
-    """Top-K per user of the day's features, excluding items the user already bought (see the module doc)."""
+def write_recommendations(config: PipelineConfig, ds: str,
+                          spark_master: Callable[[], str] | None = None) -> dict[str, Any]:
+    """Top-K per user of the day's features, excluding items the user already bought (see the module doc).
+
+    ``spark_master`` gives the Spark master to score on when the day has more than
+    ``scoring.spark_above_users`` users (default ``local[*]``); below that, no Spark is started.
+    """
     # pipelines.models imports Keras: only when scoring, not when the summary reads POPULARITY_FALLBACK
     from pipelines.models.metrics import popularity_scorer, popularity_scores
     from pipelines.models.training import score_over_vocab
@@ -98,41 +108,57 @@ def write_recommendations(config: PipelineConfig, ds: str) -> dict[str, Any]:
         score_batch = partial(score_over_vocab, model, num_items=features.num_items,
                               batch_size=config.scoring.batch_size)
         version, model_name = str(champion.version), champion.tags.get("pipeline.model")
-    affinity: list[np.ndarray] = []  # [batch, campaigns] probability of a campaign item next
-
-    def scored_and_tapped(batch: dict[str, np.ndarray]) -> np.ndarray:
-        scores = score_batch(batch)
-        if campaigns:
-            affinity.append(campaign_affinity(scores, campaign_matrix))
-        return scores
-
     catalog = read_catalog(partition_path(config.layout.catalog, ds))
     plan = plan_rules(config.scoring.rules, config.scoring.campaigns, item_facts(features.vocab, catalog),
                       campaigns, campaign_matrix)
     counts = RuleCounts()
-    items, scores = ranked_top_k(scored_and_tapped, splits.inputs("full"), features.num_items, top_k, plan,
-                                 purchased, counts, batch_size=config.scoring.batch_size)
-    table = _recommendation_table(scored, features.vocab, items, scores, version)
     size = audience_size(config, int(scored.num_rows))
-    lift = measure_lift(features.path, scored, features.vocab, score_batch, splits.max_len, campaigns if affinity else [],
-                        campaign_matrix, size, config.scoring.lift_seed, config.features.sequence_event_types, ds,
-                        batch_size=config.scoring.batch_size)
+    lift_of = partial(measure_lift, features.path, scored, features.vocab, score_batch, splits.max_len,
+                      campaign_matrix=campaign_matrix, size=size, seed=config.scoring.lift_seed,
+                      sequence_event_types=config.features.sequence_event_types, ds=ds,
+                      batch_size=config.scoring.batch_size)
+    above = config.scoring.spark_above_users
+    engine = "spark" if champion is not None and above is not None and scored.num_rows > above else "process"
+    if engine == "spark":  # the same passes, over executors (pipelines.scoring.distributed)
+        from pipelines.scoring.distributed import SparkScorer, scoring_session
+
+        master = spark_master() if spark_master else "local[*]"
+        log.info("recommendations %s: %s users > scoring.spark_above_users=%s: scoring on Spark (%s)",
+                 ds, scored.num_rows, above, master)
+        with scoring_session(master, ds, config.spark.driver_memory) as spark:
+            scorer = SparkScorer(spark, model, features.num_items, config.scoring.batch_size)
+            items, scores, affinity = scorer.ranked_top_k(splits.inputs("full"), top_k, plan, purchased, counts,
+                                                          campaign_matrix)
+            lift = lift_of(campaigns=campaigns if len(affinity) else [],
+                           affinities=partial(scorer.affinities, campaign_matrix=campaign_matrix))
+    else:
+        tapped: list[np.ndarray] = []  # [batch, campaigns] probability of a campaign item next
+
+        def scored_and_tapped(batch: dict[str, np.ndarray]) -> np.ndarray:
+            scores = score_batch(batch)
+            if campaigns:
+                tapped.append(campaign_affinity(scores, campaign_matrix))
+            return scores
+
+        items, scores = ranked_top_k(scored_and_tapped, splits.inputs("full"), features.num_items, top_k, plan,
+                                     purchased, counts, batch_size=config.scoring.batch_size)
+        affinity = np.concatenate(tapped) if tapped else np.zeros((0, len(campaigns)), np.float32)
+        lift = lift_of(campaigns=campaigns if tapped else [])
+    table = _recommendation_table(scored, features.vocab, items, scores, version)
     rules_record = {"ds": ds, "top_k": top_k, "catalog": catalog is not None, "removed": plan.removed,
                     "counts": counts.as_dict(), "notes": plan.notes}
     target = partition_path(config.layout.recommendations, ds)
     with atomic_partition(target) as staging:
         pq.write_table(table, staging / PART_FILE)
         write_json_atomic(staging / config.layout.rules_record(ds).name, rules_record)
-    audiences = audience_table(scored, campaigns if affinity else [],
-                                np.concatenate(affinity) if affinity else np.zeros((0, 0), np.float32),
-                                size, version)
+    audiences = audience_table(scored, campaigns if len(affinity) else [], affinity, size, version)
     audiences_target = partition_path(config.layout.audiences, ds)
     with atomic_partition(audiences_target) as staging:
         pq.write_table(audiences, staging / PART_FILE)
         write_json_atomic(staging / config.layout.lift_record(ds).name, lift)
     summary = {"ds": ds, "path": str(target), "users": int(scored.num_rows),
                "rows": int(table.num_rows), "top_k": top_k, "model_version": version,
-               "model": model_name, "fallback": champion is None,
+               "model": model_name, "fallback": champion is None, "engine": engine,
                "audiences": {"path": str(audiences_target), "campaigns": len(campaigns),
                              "rows": int(audiences.num_rows), "size": size},
                "rules": {"removed": plan.removed, **counts.as_dict()},
