@@ -131,7 +131,7 @@ report: setup ## (Re)write the run report of DS (var/reports/run-DS.html and .md
 MAPPING ?=
 INPUT ?=
 BENCH_ARGS ?=
-.PHONY: import run-imported spark-cluster spark-cluster-stop bench-features bench-validation bench-erasure bench-scale bench-scoring
+.PHONY: import run-imported spark-cluster spark-cluster-stop bench-features bench-validation bench-erasure bench-scale bench-scoring bench-training
 
 import: setup ## Land an export in the raw zone by day: make import MAPPING=conf/mappings/rees46.yaml INPUT=events.csv
 	@test -n "$(MAPPING)" -a -n "$(INPUT)" || { echo "usage: make import MAPPING=conf/mappings/<name>.yaml INPUT=<export file>" >&2; exit 2; }
@@ -156,6 +156,8 @@ bench-validation: setup ## validate_raw_events without and with the raw contract
 	$(PY) -m benchmarks.validation.run $(BENCH_ARGS)
 bench-scale: setup ## Every nightly task on collector days of 100k, 1M and 10M events: seconds and peak GiB per stage (var/reports/bench-scale.json; BENCH_ARGS: --sizes, --days)
 	$(PY) -m benchmarks.scale.run $(BENCH_ARGS)
+bench-training: setup ## train_candidate and evaluate_candidates on 100k and 1M users, the day held whole and streamed from Parquet: seconds and peak GiB (BENCH_ARGS: --users N.., --chunk-users N, --epochs N)
+	$(PY) -m benchmarks.training.run $(BENCH_ARGS)
 bench-scoring: setup ## Scoring's steps per batch at 50,000 items (model, top-k, affinity), each against the way before, projected to 500k users; then 20,000 users in one process and on Spark side by side (BENCH_ARGS: --users N, --items N, --engine-users N)
 	$(PY) -m benchmarks.scoring.run $(BENCH_ARGS)
 # --- end of the clickstream/cluster/benchmark block ------------------------------------------------

@@ -167,6 +167,12 @@ class TrainingConfig(_Section):
     model_params: dict[str, dict[str, Any]]
     device: Literal["cpu", "gpu"] = "cpu"
     mixed_precision: bool = True
+    stream_above_users: int | None = Field(default=None, ge=0)
+    stream_chunk_users: int = Field(default=100_000, ge=1)
+
+    def streams(self, users: int) -> bool:
+        """Whether a day of ``users`` sequences trains and is evaluated in chunks read from the feature files."""
+        return self.stream_above_users is not None and users > self.stream_above_users
 
     def epochs_for(self, model: str) -> int:
         """The most epochs ``model`` trains: ``model_epochs[model]`` where set, never above ``epochs``."""

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.dataset as ds_api
 import pyarrow.parquet as pq
 
 from pipelines import columns as C
 from pipelines import lake
+from pipelines.features.content_digest import tables_digest
 from pipelines.lake import partition_path
 
 
@@ -22,46 +25,82 @@ class FeaturesMissingError(FileNotFoundError):
 
 @dataclass(frozen=True)
 class FeaturePartition:
+    """One day's features. The sequences are read on first use (``sequences``), or streamed in batches
+    (``sequence_batches``) by the stages that must not hold a large day whole."""
+
     ds: str
     path: Path
-    sequences: pa.Table  # USER_KEY, USER_BUCKET, ITEM_SEQ, PURCHASED_ITEMS; sorted by USER_KEY
     vocab: pa.Table  # ITEM_ID, ITEM_IDX, CATEGORY, FIRST_SEEN_DT; sorted by ITEM_IDX
     stats: dict[str, Any]
+    num_sequences: int  # rows of the sequences table, from the Parquet footers
 
     @property
     def num_items(self) -> int:
         return int(self.vocab.num_rows)
 
-    @property
+    @cached_property
+    def sequences(self) -> pa.Table:
+        """USER_KEY, USER_BUCKET, ITEM_SEQ, PURCHASED_ITEMS, ...: the whole table, sorted by USER_KEY."""
+        return _read(self.path / lake.SEQUENCES, self.ds).sort_by(C.USER_KEY)
+
+    def sequence_batches(self, columns: list[str] | None = None, batch_rows: int = 65_536
+                         ) -> Iterator[pa.RecordBatch]:
+        """The sequences as record batches of at most ``batch_rows`` rows, in file order (not sorted),
+        read as they are consumed: memory holds one batch, whatever the day's number of users."""
+        folder = self.path / lake.SEQUENCES
+        try:
+            yield from ds_api.dataset(folder, format="parquet").to_batches(
+                columns=columns, batch_size=batch_rows, batch_readahead=1, fragment_readahead=1)
+        except (pa.ArrowInvalid, OSError) as err:
+            raise _damaged(folder, self.ds, err) from None
+
+    @cached_property
     def digest(self) -> str:
-        """A content digest of the training data (not of file names), stable across rewrites."""
-        sha = hashlib.sha256()
-        for table in (self.sequences, self.vocab):
-            sink = pa.BufferOutputStream()
-            with pa.ipc.new_stream(sink, table.schema) as writer:
-                writer.write_table(table)
-            sha.update(sink.getvalue().to_pybytes())
-        return sha.hexdigest()[:16]
+        """A content digest of the training data (not of file names or row order), stable across
+        rewrites; computed batch by batch, so it never holds the sequences whole."""
+        schema = ds_api.dataset(self.path / lake.SEQUENCES, format="parquet").schema
+        return tables_digest([(schema, self.sequence_batches()), (self.vocab.schema, self.vocab.to_batches())])
 
 
 def load_feature_partition(features_root: Path, ds: str) -> FeaturePartition:
-    """Load ``features_root/dt=<ds>``; fail with what to run if it is not there."""
+    """Load ``features_root/dt=<ds>`` (vocabulary and stats; the sequences' footers); fail with what to
+    run if it is not there or damaged."""
     path = partition_path(features_root, ds)
     stats_file = path / lake.FEATURE_STATS
     if not stats_file.exists():
         raise FeaturesMissingError(
             f"{path}: no features for {ds} (missing {lake.FEATURE_STATS}); run the build_features task "
             f"for this date first (or the whole DAG: make run DS={ds})")
-    sequences = _read(path / lake.SEQUENCES, ds).sort_by(C.USER_KEY)
+    num_sequences = _count_rows(path / lake.SEQUENCES, ds)
     vocab = _read(path / lake.ITEM_VOCAB, ds).sort_by(C.ITEM_IDX)
     stats = json.loads(stats_file.read_text())
-    for table, name in ((sequences, lake.SEQUENCES), (vocab, lake.ITEM_VOCAB)):
+    for rows, name in ((num_sequences, lake.SEQUENCES), (vocab.num_rows, lake.ITEM_VOCAB)):
         expected = stats.get("users_with_sequences" if name == lake.SEQUENCES else "items")
-        if expected is not None and table.num_rows != expected:
+        if expected is not None and rows != expected:
             raise FeaturesMissingError(
-                f"{path / name}: {table.num_rows} rows but {stats_file.name} recorded {expected}; the partition is "
+                f"{path / name}: {rows} rows but {stats_file.name} recorded {expected}; the partition is "
                 f"damaged (never read short). Rerun the build_features task for {ds}")
-    return FeaturePartition(ds=ds, path=path, sequences=sequences, vocab=vocab, stats=stats)
+    return FeaturePartition(ds=ds, path=path, vocab=vocab, stats=stats, num_sequences=num_sequences)
+
+
+def _count_rows(folder: Path, ds: str) -> int:
+    """Rows of the Parquet files in ``folder``, from their footers (every footer is read: a damaged file fails)."""
+    files = sorted(folder.glob("*.parquet"))
+    if not files:
+        raise FeaturesMissingError(
+            f"{folder}: no Parquet files; the feature partition of {ds} is incomplete. Rerun the "
+            f"build_features task for {ds} (or the whole DAG: make run DS={ds})")
+    try:
+        return sum(pq.ParquetFile(file).metadata.num_rows for file in files)
+    except (pa.ArrowInvalid, OSError) as err:
+        raise _damaged(folder, ds, err) from None
+
+
+def _damaged(folder: Path, ds: str, err: Exception) -> FeaturesMissingError:
+    broken = next((f for f in sorted(folder.glob("*.parquet")) if not _readable(f)), folder)
+    return FeaturesMissingError(
+        f"{broken}: cannot be read ({str(err).splitlines()[0][:200]}); the feature partition of {ds} is "
+        f"damaged. Rerun the build_features task for {ds} (or the whole DAG: make run DS={ds})")
 
 
 def _read(folder: Path, ds: str) -> pa.Table:
@@ -69,10 +108,7 @@ def _read(folder: Path, ds: str) -> pa.Table:
     try:
         return pq.read_table(folder)
     except (pa.ArrowInvalid, OSError) as err:
-        broken = next((f for f in sorted(folder.glob("*.parquet")) if not _readable(f)), folder)
-        raise FeaturesMissingError(
-            f"{broken}: cannot be read ({str(err).splitlines()[0][:200]}); the feature partition of {ds} is "
-            f"damaged. Rerun the build_features task for {ds} (or the whole DAG: make run DS={ds})") from None
+        raise _damaged(folder, ds, err) from None
 
 
 def _readable(file: Path) -> bool:

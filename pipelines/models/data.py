@@ -9,7 +9,7 @@ it the validation target, and items[:-2] are for training. Inputs are left-padde
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -69,6 +69,86 @@ class SequenceSplits:
         if part not in arrays:
             raise ValueError(f"unknown split part {part!r}; use one of {sorted(arrays)}.")
         return {"items": arrays[part], "user": self.users}
+
+    def targets(self, part: str) -> np.ndarray:
+        """The targets of ``part`` in {"valid", "test"}."""
+        arrays = {"valid": self.valid_targets, "test": self.test_targets}
+        if part not in arrays:
+            raise ValueError(f"split part {part!r} has no targets; use one of {sorted(arrays)}.")
+        return arrays[part]
+
+    # The interface SplitChunks shares: a day held whole is one chunk.
+    def chunks(self) -> Iterator[SequenceSplits]:
+        yield self
+
+    @property
+    def num_users(self) -> int:
+        return len(self.users)
+
+    @property
+    def user_range(self) -> tuple[int, int] | None:
+        """(lowest, highest) user bucket, or None without users."""
+        return (int(self.users.min()), int(self.users.max())) if len(self.users) else None
+
+    @property
+    def train_item_counts(self) -> np.ndarray:
+        """int64[num_items + 1] occurrences of each item in the users' training parts (column 0 = 0)."""
+        return item_counts(self.train_sequences[0], self.num_items)
+
+
+def item_counts(values: np.ndarray, num_items: int) -> np.ndarray:
+    counts = np.bincount(values[(values >= 1) & (values <= num_items)], minlength=num_items + 1)
+    counts[0] = 0
+    return counts.astype(np.int64)
+
+
+SequenceBatches = Callable[[], Iterable[tuple[pa.Array, np.ndarray]]]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SplitChunks:
+    """The leave-one-out splits of a day too large to hold whole, built chunk by chunk as they are read.
+
+    ``read()`` yields (item sequences ListArray, user buckets) for successive chunks of users, e.g. record
+    batches of the feature Parquet; every pass over the chunks reads them again, so memory holds one
+    chunk's splits whatever the number of users. Splitting is per user, so the chunks' rows, in order,
+    are exactly the rows ``build_splits`` gives for the whole day. One pass at construction counts
+    users, item occurrences and user buckets (what sampling negatives and the checks need).
+    """
+
+    read: SequenceBatches
+    num_items: int
+    max_len: int
+    num_users: int = 0
+    num_skipped_users: int = 0
+    num_chunks: int = 0
+    train_item_counts: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(1, np.int64))
+    user_range: tuple[int, int] | None = None
+    _rows_by_spec: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    @classmethod
+    def scan(cls, read: SequenceBatches, num_items: int, max_len: int) -> SplitChunks:
+        """Read every chunk once to count what the training loop needs before its first epoch."""
+        counts, users, skipped, chunks, low, high = np.zeros(num_items + 1, np.int64), 0, 0, 0, None, None
+        for chunk in cls(read, num_items, max_len).chunks():
+            counts += chunk.train_item_counts
+            users, skipped, chunks = users + chunk.num_users, skipped + chunk.num_skipped_users, chunks + 1
+            if chunk.user_range is not None:
+                low = chunk.user_range[0] if low is None else min(low, chunk.user_range[0])
+                high = chunk.user_range[1] if high is None else max(high, chunk.user_range[1])
+        return cls(read, num_items, max_len, users, skipped, chunks, counts,
+                   None if low is None else (low, high))
+
+    def chunks(self) -> Iterator[SequenceSplits]:
+        for item_seqs, user_buckets in self.read():
+            yield build_splits(item_seqs, user_buckets, self.num_items, self.max_len)
+
+    def training_rows(self, spec: TrainingSpec) -> list[int]:
+        """Training rows of each chunk under ``spec``: one pass, remembered (Keras needs the steps up front)."""
+        key = (spec.view, spec.length, spec.targets)
+        if key not in self._rows_by_spec:
+            self._rows_by_spec[key] = [len(training_arrays(chunk, spec)["items"]) for chunk in self.chunks()]
+        return self._rows_by_spec[key]
 
 
 def build_splits(item_seqs, user_buckets: np.ndarray, num_items: int, max_len: int) -> SequenceSplits:
@@ -148,7 +228,7 @@ def training_arrays(splits: SequenceSplits, spec: TrainingSpec) -> dict[str, np.
     raise ValueError(f"unknown training view {spec.view!r}; use 'sequence' or 'window'.")
 
 
-def negative_probabilities(splits: SequenceSplits, spec: TrainingSpec) -> np.ndarray | None:
+def negative_probabilities(splits: SequenceSplits | SplitChunks, spec: TrainingSpec) -> np.ndarray | None:
     """float64[N+1] sampling probabilities (column 0 = 0), or None for uniform over 1..N."""
     if spec.negative_sampling == "uniform":
         return None
@@ -156,8 +236,7 @@ def negative_probabilities(splits: SequenceSplits, spec: TrainingSpec) -> np.nda
         raise ValueError(
             f"unknown negative_sampling {spec.negative_sampling!r}; use 'uniform' or 'popularity'."
         )
-    counts = np.bincount(splits.train_sequences[0], minlength=splits.num_items + 1).astype(np.float64)
-    counts[0] = 0.0
+    counts = splits.train_item_counts.astype(np.float64)
     weights = counts**spec.popularity_alpha * (counts > 0)
     return weights / weights.sum() if weights.sum() > 0 else None
 
@@ -235,23 +314,57 @@ def tf_dataset(
 
 
 def training_batches(
-    splits: SequenceSplits, spec: TrainingSpec, batch_size: int, seed: int, use_tf: bool | None = None
+    splits: SequenceSplits | SplitChunks, spec: TrainingSpec, batch_size: int, seed: int,
+    use_tf: bool | None = None,
 ):
-    """One epoch of training batches: tf.data under the TensorFlow backend, else numpy batches.
+    """One epoch of training batches: tf.data under the TensorFlow backend, else numpy batches; for a
+    day in chunks, ``ChunkedBatches`` (numpy, one chunk in memory at a time).
 
     Under another backend (JAX, PyTorch) TensorFlow is never imported, even where it is installed.
     """
+    probabilities = negative_probabilities(splits, spec)
+    if isinstance(splits, SplitChunks):
+        batches = ChunkedBatches(splits, spec, batch_size, seed, probabilities)
+        if len(batches) == 0:
+            raise ValueError(_NO_EXAMPLES)
+        return batches
     arrays = training_arrays(splits, spec)
     if len(arrays["items"]) == 0:
-        raise ValueError(
-            "no training examples: every user's training part is too short; "
-            "check the feature window or lower the model's window/targets."
-        )
-    probabilities = negative_probabilities(splits, spec)
+        raise ValueError(_NO_EXAMPLES)
     if use_tf is None:
         use_tf = _tensorflow_available()
     make = tf_dataset if use_tf else NumpyBatches
     return make(arrays, spec, splits.num_items, batch_size, seed, probabilities)
+
+
+_NO_EXAMPLES = ("no training examples: every user's training part is too short; "
+                "check the feature window or lower the model's window/targets.")
+
+
+@dataclasses.dataclass
+class ChunkedBatches:
+    """One epoch over a day in chunks: each chunk's training rows shuffled and batched in turn.
+
+    The shuffle is within a chunk (a shuffle buffer of one chunk of users; the feature files hold users
+    in hash-partition order, which carries nothing the model sees); negatives are drawn per batch as in
+    ``NumpyBatches``. ``len`` is the number of steps, counted once per spec, as Keras needs it up front.
+    """
+
+    splits: SplitChunks
+    spec: TrainingSpec
+    batch_size: int
+    seed: int
+    probabilities: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return sum(-(-rows // self.batch_size) for rows in self.splits.training_rows(self.spec))
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        for index, chunk in enumerate(self.splits.chunks()):
+            arrays = training_arrays(chunk, self.spec)
+            if len(arrays["items"]):
+                yield from NumpyBatches(arrays, self.spec, self.splits.num_items, self.batch_size,
+                                        self.seed * 100_003 + index, self.probabilities)
 
 
 def _tensorflow_available() -> bool:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from pipelines.models.data import flatten_sequences, sub_ragged
+from pipelines.models.data import SequenceSplits, SplitChunks, flatten_sequences, sub_ragged
 
 ScoreFn = Callable[[dict[str, np.ndarray]], np.ndarray]
 
@@ -115,19 +115,27 @@ def ndcg_gains(ranks: np.ndarray, k: int = 10) -> np.ndarray:
     return np.where(ranks <= k, 1.0 / np.log2(ranks + 1.0), 0.0)
 
 
+_BOOTSTRAP_CELLS = 4_000_000  # user draws held at once by bootstrap_lift (32 MB of indices)
+
+
 def bootstrap_lift(candidate: np.ndarray, baseline: np.ndarray, resamples: int = 1000, confidence: float = 0.95,
                    seed: int = 0) -> dict[str, float]:
     """Paired bootstrap over users of the candidate's lift over a baseline, per-user gains side by side.
 
     Returns the relative lift (mean ratio - 1) and the absolute difference of the means, each with the
-    ``confidence`` percentile interval of ``resamples`` resamples of the users (with replacement).
+    ``confidence`` percentile interval of ``resamples`` resamples of the users (with replacement),
+    drawn a block at a time, so 1M users' 1,000 resamples never hold 1,000 x 1M indices.
     """
     candidate, baseline = np.asarray(candidate, np.float64), np.asarray(baseline, np.float64)
     if candidate.shape != baseline.shape or candidate.size == 0:
         raise ValueError(f"bootstrap_lift: {candidate.shape} vs {baseline.shape}: the same users, at least one")
     rng = np.random.default_rng(seed)
-    picks = rng.integers(0, candidate.size, size=(resamples, candidate.size))  # [resamples, users]
-    cand, base = candidate[picks].mean(axis=1), baseline[picks].mean(axis=1)
+    cand, base = np.empty(resamples), np.empty(resamples)
+    block = max(1, _BOOTSTRAP_CELLS // candidate.size)  # resamples drawn at once: memory stays bounded
+    for start in range(0, resamples, block):  # the same draws, in the same order, as one [resamples, users] draw
+        picks = rng.integers(0, candidate.size, size=(min(block, resamples - start), candidate.size))
+        cand[start : start + len(picks)] = candidate[picks].mean(axis=1)
+        base[start : start + len(picks)] = baseline[picks].mean(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         relative = np.where(base > 0, cand / base - 1.0, np.where(cand > 0, np.inf, 0.0))
     tail = (1.0 - confidence) / 2 * 100
@@ -182,16 +190,27 @@ def evaluate_sampled(
     """
     targets, inputs = np.asarray(targets), as_input_dict(inputs)
     rng = np.random.default_rng(seed)
-    chosen = np.arange(len(targets))
-    if len(chosen) > max_users:
-        chosen = np.sort(rng.choice(len(targets), size=max_users, replace=False))
-    subset = {key: value[chosen] for key, value in inputs.items()}
-    if num_items is None:
-        num_items = np.asarray(score_fn({key: value[:1] for key, value in subset.items()})).shape[1] - 1
+    chosen = sampled_rows(len(targets), max_users, rng)
     values, offsets = flatten_sequences(user_histories)
     history = sub_ragged(values, offsets[:-1][chosen], offsets[1:][chosen])
+    return _evaluate_chosen(score_fn, {key: value[chosen] for key, value in inputs.items()}, targets[chosen],
+                            history, rng, num_negatives, k, batch_size, num_items)
+
+
+def sampled_rows(count: int, max_users: int, rng: np.random.Generator) -> np.ndarray:
+    """The rows the sampled protocol evaluates: all ``count``, or ``max_users`` of them drawn with ``rng``, sorted."""
+    if count > max_users:
+        return np.sort(rng.choice(count, size=max_users, replace=False))
+    return np.arange(count)
+
+
+def _evaluate_chosen(score_fn: ScoreFn, subset: dict[str, np.ndarray], targets: np.ndarray, history,
+                     rng: np.random.Generator, num_negatives: int, k: int, batch_size: int,
+                     num_items: int | None) -> dict[str, float]:
+    if num_items is None:
+        num_items = np.asarray(score_fn({key: value[:1] for key, value in subset.items()})).shape[1] - 1
     negatives = sample_negatives_excluding(history, num_items, num_negatives, rng)  # [u, m]
-    candidates = np.concatenate([targets[chosen, None], negatives], axis=1)  # [u, 1 + m]
+    candidates = np.concatenate([targets[:, None], negatives], axis=1)  # [u, 1 + m]
     ranks, non_finite = [], 0
     for part, batch in _batches(subset, batch_size):
         scores = np.asarray(score_fn(batch))  # [b, N+1]
@@ -199,6 +218,50 @@ def evaluate_sampled(
         ranks.append(_rank_first(np.take_along_axis(finite_scores(scores), candidates[part], axis=1)))
     metrics = metrics_from_ranks(np.concatenate(ranks) if ranks else np.array([]), k)
     return {**metrics, "non_finite_rows": non_finite}
+
+
+def split_ranks(score_fn: ScoreFn, splits: SequenceSplits | SplitChunks, part: str = "test",
+                batch_size: int = 1024) -> tuple[np.ndarray, int]:
+    """``full_ranking_ranks`` of a split's ``part`` ("valid" or "test"), chunk by chunk for a day in chunks."""
+    ranks, non_finite = [], 0
+    for chunk in splits.chunks():
+        chunk_ranks, chunk_non_finite = full_ranking_ranks(score_fn, chunk.inputs(part), chunk.targets(part),
+                                                           batch_size)
+        ranks.append(chunk_ranks)
+        non_finite += chunk_non_finite
+    return (np.concatenate(ranks) if ranks else np.array([], np.int64)), non_finite
+
+
+def evaluate_split(score_fn: ScoreFn, splits: SequenceSplits | SplitChunks, part: str = "test", k: int = 10,
+                   batch_size: int = 1024) -> dict[str, float]:
+    """``evaluate_full_ranking`` of a split's ``part``, for a day held whole or in chunks (the same figures)."""
+    ranks, non_finite = split_ranks(score_fn, splits, part, batch_size)
+    return {**metrics_from_ranks(ranks, k), "non_finite_rows": non_finite}
+
+
+def evaluate_split_sampled(score_fn: ScoreFn, splits: SequenceSplits | SplitChunks, part: str = "valid",
+                           num_negatives: int = 100, max_users: int = 10_000, seed: int = 0, k: int = 10,
+                           batch_size: int = 1024) -> dict[str, float]:
+    """``evaluate_sampled`` of a split's ``part`` with its histories; for a day in chunks only the chosen
+    users (at most ``max_users``) are gathered, and the figures equal the whole day's."""
+    rng = np.random.default_rng(seed)
+    chosen = sampled_rows(splits.num_users, max_users, rng)
+    inputs, targets, values, lengths, start = [], [], [], [], 0
+    for chunk in splits.chunks():
+        rows = chosen[(chosen >= start) & (chosen < start + chunk.num_users)] - start
+        start += chunk.num_users
+        inputs.append({key: value[rows] for key, value in chunk.inputs(part).items()})
+        targets.append(chunk.targets(part)[rows])
+        history_values, history_offsets = chunk.history
+        picked = sub_ragged(history_values, history_offsets[:-1][rows], history_offsets[1:][rows])
+        values.append(picked[0])
+        lengths.append(np.diff(picked[1]))
+    if not inputs:
+        raise ValueError("no ranks to average: the evaluation set is empty; check the split has users.")
+    subset = {key: np.concatenate([part_inputs[key] for part_inputs in inputs]) for key in inputs[0]}
+    history = (np.concatenate(values), np.concatenate([[0], np.cumsum(np.concatenate(lengths))]).astype(np.int64))
+    return _evaluate_chosen(score_fn, subset, np.concatenate(targets), history, rng, num_negatives, k, batch_size,
+                            splits.num_items)
 
 
 def _rank_first(candidate_scores: np.ndarray) -> np.ndarray:

@@ -20,8 +20,15 @@ import keras
 import numpy as np
 
 from pipelines.models.base import SequenceRecommender, build_model
-from pipelines.models.data import NumpyBatches, SequenceSplits, flatten_sequences, training_batches
-from pipelines.models.metrics import as_input_dict, evaluate_full_ranking, evaluate_sampled
+from pipelines.models.data import (
+    ChunkedBatches,
+    NumpyBatches,
+    SequenceSplits,
+    SplitChunks,
+    flatten_sequences,
+    training_batches,
+)
+from pipelines.models.metrics import as_input_dict, evaluate_split, evaluate_split_sampled
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 VALIDATIONS = ("full", "sampled")
@@ -80,13 +87,14 @@ def train_model(
     num_items: int,
     params: dict | None,
     config: TrainConfig,
-    splits: SequenceSplits,
+    splits: SequenceSplits | SplitChunks,
     on_epoch_end: EpochCallback | None = None,
 ) -> TrainResult:
-    """Train model ``name`` on ``splits``; see the module docstring for the loop."""
+    """Train model ``name`` on ``splits`` (a day held whole, or in chunks read from the feature files
+    each epoch); see the module docstring for the loop."""
     keras.utils.set_random_seed(config.seed)
     model = build_model(name, num_items, params)
-    _check_users(model, splits.users)
+    _check_user_range(model, splits.user_range)
     trainer = _LossModel(model)
     trainer.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
@@ -137,7 +145,7 @@ def _train_epoch(trainer, splits, spec, config: TrainConfig, epoch: int) -> dict
     began = time.monotonic()
     batches = training_batches(splits, spec, config.batch_size, seed=config.seed * 1000 + epoch)
     steps = None
-    if isinstance(batches, NumpyBatches):  # Keras wants generators to yield (x,) tuples
+    if isinstance(batches, NumpyBatches | ChunkedBatches):  # Keras wants generators to yield (x,) tuples
         batches, steps = ((batch,) for batch in batches), len(batches)
     fit = trainer.fit(batches, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False)  # already shuffled
     seconds = time.monotonic() - began
@@ -149,25 +157,26 @@ def _validate(model, splits, config: TrainConfig) -> dict[str, float]:
     """Validation metrics (prefixed ``val_``) under ``config.validation``, and the time they took."""
     began = time.monotonic()
     score_fn = lambda inputs: score_items(model, inputs, config.eval_batch_size)  # noqa: E731
-    inputs, targets = splits.inputs("valid"), splits.valid_targets
     if config.validation == "sampled":
-        validation = evaluate_sampled(
-            score_fn, inputs, targets, splits.history, seed=config.validation_seed, k=config.k,
-            batch_size=config.eval_batch_size, num_items=splits.num_items,
-        )
+        validation = evaluate_split_sampled(score_fn, splits, "valid", seed=config.validation_seed, k=config.k,
+                                            batch_size=config.eval_batch_size)
     else:
-        validation = evaluate_full_ranking(score_fn, inputs, targets, config.k, config.eval_batch_size)
+        validation = evaluate_split(score_fn, splits, "valid", config.k, config.eval_batch_size)
     metrics = {f"val_{name}": value for name, value in validation.items()}
     metrics["eval_seconds"] = time.monotonic() - began
     return metrics
 
 
 def _check_users(model: SequenceRecommender, users: np.ndarray) -> None:
+    _check_user_range(model, (int(users.min()), int(users.max())) if len(users) else None)
+
+
+def _check_user_range(model: SequenceRecommender, user_range: tuple[int, int] | None) -> None:
     buckets = model.num_user_buckets
-    if buckets is not None and len(users) and (users.min() < 0 or users.max() >= buckets):
+    if buckets is not None and user_range is not None and (user_range[0] < 0 or user_range[1] >= buckets):
         raise ValueError(
-            f"user buckets span {int(users.min())}..{int(users.max())} but the model embeds "
-            f"{buckets}; set the model's num_user_buckets to at least {int(users.max()) + 1}."
+            f"user buckets span {user_range[0]}..{user_range[1]} but the model embeds "
+            f"{buckets}; set the model's num_user_buckets to at least {user_range[1] + 1}."
         )
 
 

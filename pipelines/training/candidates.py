@@ -18,7 +18,7 @@ from pipelines.features.store import load_feature_partition
 from pipelines.io import fault_point, write_json_atomic
 from pipelines.registry.lineage import digest, lineage_tags, training_dataset
 from pipelines.registry.store import close_crashed_runs, configure_mlflow, find_finished_run
-from pipelines.training.splits import build_day_splits
+from pipelines.training.splits import day_splits
 
 log = logging.getLogger(__name__)
 TAG_DS, TAG_MODEL, TAG_DATA, TAG_PARAMS = "pipeline.ds", "pipeline.model", "pipeline.data_digest", "pipeline.params_digest"
@@ -38,7 +38,7 @@ def train_candidate(config: PipelineConfig, ds: str, model_name: str) -> dict[st
     """Train ``model_name`` on the day's features, log it to MLflow and register a model version."""
     features = load_feature_partition(config.layout.features, ds)
     params = model_params(config, model_name)
-    train_settings = _train_settings(config, model_name)
+    train_settings = _train_settings(config, model_name, features.num_sequences)
     identity = {TAG_DS: ds, TAG_MODEL: model_name, TAG_DATA: features.digest,
                 TAG_PARAMS: digest({"model": params, "train": train_settings})}
     experiment_id = configure_mlflow(config)
@@ -59,21 +59,21 @@ def train_candidate(config: PipelineConfig, ds: str, model_name: str) -> dict[st
 def _train_and_log(config, features, model_name, params, train_settings, identity) -> dict[str, Any]:
     import mlflow
 
-    from pipelines.models.metrics import evaluate_full_ranking
+    from pipelines.models.metrics import evaluate_split
     from pipelines.models.training import score_items, train_model
 
-    splits = build_day_splits(config, features)
+    splits = day_splits(config, features)
     k = config.evaluation.k
     lineage = lineage_tags(features)
     with mlflow.start_run(run_name=f"{model_name}-{features.ds}", tags={**identity, **lineage}) as run:
         mlflow.log_input(training_dataset(features), context="training")
         _log_data_checks(config, features.ds)
         mlflow.log_params({"model": model_name, **params, **train_settings,
-                           "num_items": features.num_items, "num_users": len(splits.test_targets)})
+                           "num_items": features.num_items, "num_users": splits.num_users})
         result = train_model(model_name, features.num_items, params, _train_config(train_settings), splits,
                              on_epoch_end=lambda epoch, metrics: mlflow.log_metrics(metrics, step=epoch))
-        test = evaluate_full_ranking(lambda batch: score_items(result.model, batch, config.scoring.batch_size),
-                                     splits.inputs("test"), splits.test_targets, k=k)
+        test = evaluate_split(lambda batch: score_items(result.model, batch, config.scoring.batch_size),
+                              splits, "test", k=k)
         mlflow.log_metrics({f"test_{name}": value for name, value in test.items()})
         mlflow.log_metrics({"best_epoch": result.best_epoch, "train_seconds": result.train_seconds})
         mlflow.set_tag("pipeline.stopped_reason", result.stopped_reason)
@@ -123,11 +123,14 @@ def _log_data_checks(config: PipelineConfig, ds: str) -> None:
                        f"success={summary.get('success')} warnings={len(summary.get('warnings', []))}")
 
 
-def _train_settings(config: PipelineConfig, model_name: str) -> dict[str, Any]:
+def _train_settings(config: PipelineConfig, model_name: str, users: int) -> dict[str, Any]:
+    """What the model is trained with (logged, and part of its identity): streaming, which shuffles within
+    chunks, counts, so a day trained in chunks is not taken for one trained whole."""
     training = config.training
     return {"epochs": training.epochs_for(model_name), "batch_size": training.batch_size, "learning_rate": training.learning_rate,
             "patience": training.patience, "time_budget_seconds": training.time_budget_seconds,
             "seed": training.seed, "k": config.evaluation.k,
-            **({"device": "gpu", "mixed_precision": training.mixed_precision} if training.device == "gpu" else {})}
+            **({"device": "gpu", "mixed_precision": training.mixed_precision} if training.device == "gpu" else {}),
+            **({"stream_chunk_users": training.stream_chunk_users} if training.streams(users) else {})}
 
 

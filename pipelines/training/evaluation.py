@@ -29,16 +29,15 @@ from pipelines.io import write_json_atomic
 from pipelines.lake import partition_path
 from pipelines.models.metrics import (
     bootstrap_lift,
-    full_ranking_ranks,
     metrics_from_ranks,
     ndcg_gains,
     popularity_scorer,
-    popularity_scores,
+    split_ranks,
 )
 from pipelines.registry.champion import champion_as_of, load_registered_model
 from pipelines.registry.store import configure_mlflow
 from pipelines.training.candidates import TAG_MODEL
-from pipelines.training.splits import build_day_splits
+from pipelines.training.splits import day_splits
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +46,10 @@ def evaluate_candidates(config: PipelineConfig, ds: str, candidates: list[dict[s
     """Popularity and the current champion on the same test split as the candidates, with the evidence."""
     started = time.perf_counter()
     features = load_feature_partition(config.layout.features, ds)
-    splits = build_day_splits(config, features)
+    splits = day_splits(config, features)
     k = config.evaluation.k
-    popularity = popularity_scores(splits.train_sequences, features.num_items)
-    popularity_ranks, _ = full_ranking_ranks(popularity_scorer(popularity), splits.inputs("test"), splits.test_targets)
+    popularity = splits.train_item_counts.astype(np.float32)  # what popularity_scores counts
+    popularity_ranks, _ = split_ranks(popularity_scorer(popularity), splits, "test")
     baseline = {**metrics_from_ranks(popularity_ranks, k), "non_finite_rows": 0}
     configure_mlflow(config)
     champion, champion_ranks = _score_champion(config, ds, splits, features)
@@ -58,7 +57,7 @@ def evaluate_candidates(config: PipelineConfig, ds: str, candidates: list[dict[s
              **({"champion": ndcg_gains(champion_ranks, k)} if champion_ranks is not None else {})}
     scored = [{**c, "evidence": _evidence(config, c, splits, features.num_items, gains)}
               for c in sorted(candidates, key=lambda c: c["model"])]
-    evaluation = {"ds": ds, "k": k, "metric": f"ndcg_at_{k}", "num_test_users": int(len(splits.test_targets)),
+    evaluation = {"ds": ds, "k": k, "metric": f"ndcg_at_{k}", "num_test_users": int(splits.num_users),
                   "popularity": baseline, "champion": champion, "candidates": scored,
                   "seconds": round(time.perf_counter() - started, 2)}
     write_json_atomic(config.layout.evaluation_record(ds), evaluation)
@@ -81,8 +80,7 @@ def _evidence(config: PipelineConfig, candidate: dict[str, Any], splits, num_ite
                                                                       candidate["version"]))
     except Exception as err:  # noqa: BLE001 - no evidence: the gate fails closed on it
         return {"error": f"version {candidate['version']} cannot be re-scored ({err})"}
-    ranks, _ = full_ranking_ranks(lambda batch: score_items(model, batch, config.scoring.batch_size),
-                                  splits.inputs("test"), splits.test_targets)
+    ranks, _ = split_ranks(lambda batch: score_items(model, batch, config.scoring.batch_size), splits, "test")
     mine = ndcg_gains(ranks, k)
     return {name: bootstrap_lift(mine, baseline, promotion.bootstrap_resamples, promotion.confidence,
                                  seed=config.training.seed) for name, baseline in gains.items()}
@@ -115,7 +113,7 @@ def _score_champion(config: PipelineConfig, ds: str, splits, features: FeaturePa
                                                "with popularity only"}, None
     # the champion may predate today's new items: they score -inf for it
     score = partial(score_over_vocab, model, num_items=features.num_items, batch_size=config.scoring.batch_size)
-    ranks, non_finite = full_ranking_ranks(score, splits.inputs("test"), splits.test_targets)
+    ranks, non_finite = split_ranks(score, splits, "test")
     return {**identity, "test": {**metrics_from_ranks(ranks, config.evaluation.k), "non_finite_rows": non_finite}}, ranks
 
 

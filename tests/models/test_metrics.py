@@ -187,3 +187,16 @@ def test_bootstrap_lift_intervals_are_paired_and_repeatable():
     noisy = bootstrap_lift(np.roll(baseline, 1), baseline, resamples=300)
     assert noisy["relative_low"] < 0 < noisy["relative_high"]  # a reshuffle is no lift
     assert bootstrap_lift(np.roll(baseline, 1), baseline, resamples=300) == noisy  # same seed, same interval
+
+
+def test_bootstrap_lift_drawn_in_blocks_equals_one_draw_of_every_resample(monkeypatch):
+    from pipelines.models import metrics
+
+    rng = np.random.default_rng(5)
+    candidate, baseline = rng.random(1_001), rng.random(1_001)
+    monkeypatch.setattr(metrics, "_BOOTSTRAP_CELLS", 3_000)  # blocks of 2 resamples
+    blocked = metrics.bootstrap_lift(candidate, baseline, resamples=250, seed=4)
+    monkeypatch.setattr(metrics, "_BOOTSTRAP_CELLS", 10**9)
+    assert metrics.bootstrap_lift(candidate, baseline, resamples=250, seed=4) == blocked
+    monkeypatch.setattr(metrics, "_BOOTSTRAP_CELLS", 1)  # one resample at a time
+    assert metrics.bootstrap_lift(candidate, baseline, resamples=250, seed=4) == blocked
