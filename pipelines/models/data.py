@@ -97,6 +97,7 @@ class SequenceSplits:
 
 
 def item_counts(values: np.ndarray, num_items: int) -> np.ndarray:
+    """int64[num_items + 1] occurrences of each item id in ``values``; ids outside 1..num_items are ignored."""
     counts = np.bincount(values[(values >= 1) & (values <= num_items)], minlength=num_items + 1)
     counts[0] = 0
     return counts.astype(np.int64)

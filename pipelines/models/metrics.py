@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from pipelines.models.data import SequenceSplits, SplitChunks, flatten_sequences, sub_ragged
+from pipelines.models.data import SequenceSplits, SplitChunks, flatten_sequences, item_counts, sub_ragged
 
 ScoreFn = Callable[[dict[str, np.ndarray]], np.ndarray]
 
@@ -279,8 +279,7 @@ def popularity_scores(train_item_seqs, num_items: int) -> np.ndarray:
         values = train_item_seqs.ravel()
     else:
         values = flatten_sequences(train_item_seqs)[0]
-    values = values[(values >= 1) & (values <= num_items)]
-    return np.bincount(values, minlength=num_items + 1).astype(np.float32)
+    return item_counts(values, num_items).astype(np.float32)
 
 
 def popularity_scorer(popularity: np.ndarray) -> ScoreFn:

@@ -48,7 +48,7 @@ def evaluate_candidates(config: PipelineConfig, ds: str, candidates: list[dict[s
     features = load_feature_partition(config.layout.features, ds)
     splits = day_splits(config, features)
     k = config.evaluation.k
-    popularity = splits.train_item_counts.astype(np.float32)  # what popularity_scores counts
+    popularity = splits.train_item_counts.astype(np.float32)  # popularity_scores of the training parts
     popularity_ranks, _ = split_ranks(popularity_scorer(popularity), splits, "test")
     baseline = {**metrics_from_ranks(popularity_ranks, k), "non_finite_rows": 0}
     configure_mlflow(config)
