@@ -11,6 +11,7 @@ worker is killed, a bad day inside a backfill, and the champion in MLflow's UI. 
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.stack
 RUN_TIMEOUT = 600
 SHOTS = REPO_ROOT / "var" / "screenshots"  # kept after the run, for people to look at
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-DAYS = (days_before(LATEST, 2), days_before(LATEST, 1))  # the days backfilled after the latest night ran
+DAYS = tuple(days_before(LATEST, n) for n in (3, 2, 1))  # the days backfilled after the latest night ran
 
 
 def outputs(config, ds):
@@ -132,12 +133,15 @@ def landed(stack):
     return config
 
 
-def reference_outputs(config, ds: str, root) -> list:
-    """What ``airflow dags test`` (the path of make run) writes for ``ds`` from the same lake, in a deployment
-    of its own (SQLite metadata, local Spark, a SQLite MLflow store, its own serving database).
+def reference_outputs(config, days: list[str], root) -> dict[str, list]:
+    """What nightly runs of ``days``, one after the other in date order, write from the same lake through
+    ``airflow dags test`` (the path of make run), in a deployment of its own (SQLite metadata, local Spark,
+    a SQLite MLflow store and champion history, its own serving database); by day.
 
-    The lake is copied as the stack's was when its night of ``ds`` began: the raw days it had validated
-    and their check records (the landed days it had not validated yet are left out, as they were then).
+    The lake is copied as the stack's is now: its raw days that it validated and their check records (the
+    landed days it has not validated yet are left out); no features, outputs or registry. A night of D
+    reads only its window ending at D and the vocabulary of the latest features before D, so the later
+    validated days in the copy do not reach it.
     """
     import subprocess
     import sys
@@ -158,15 +162,17 @@ def reference_outputs(config, ds: str, root) -> list:
     env.update({f"PIPELINE__PATHS__{key.upper()}": str(path) for key, path in paths.items()})
     env["PIPELINE_SERVING_DB_PORT"] = str(free_port())
     try:
-        done = subprocess.run([sys.executable, "-m", "pipelines", "run-imported", "--ds", ds], cwd=REPO_ROOT,
-                              env=env, capture_output=True, text=True, timeout=900)
+        for ds in days:  # each night stops its serving database at the end; the next starts it again
+            done = subprocess.run([sys.executable, "-m", "pipelines", "run-imported", "--ds", ds], cwd=REPO_ROOT,
+                                  env=env, capture_output=True, text=True, timeout=900)
+            assert done.returncode == 0, (ds, done.stdout[-3000:], done.stderr[-3000:])
     finally:  # its serving database was stopped; its data (outside tmp under root) go too
         subprocess.run([sys.executable, "-m", "pipelines.local.serving_db", "purge"], cwd=REPO_ROOT, env=env,
                        capture_output=True)
-    assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
     from pipelines.config import load_config
 
-    return outputs(load_config({"paths": {key: str(path) for key, path in paths.items()}}), ds)
+    reference = load_config({"paths": {key: str(path) for key, path in paths.items()}})
+    return {ds: outputs(reference, ds) for ds in days}
 
 
 def without_versions(frames) -> list:
@@ -192,7 +198,7 @@ def test_the_scheduler_runs_the_latest_night_on_its_own(stack, landed, tmp_path)
     recommendations, audiences = outputs(config, LATEST)
     assert len(recommendations) and len(audiences)
     # Row for row what dag.test() writes for the same data: epochs, not seconds, end the training.
-    reference = reference_outputs(config, LATEST, tmp_path / "reference")
+    reference = reference_outputs(config, [LATEST], tmp_path / "reference")[LATEST]
     assert same_outputs(without_versions(outputs(config, LATEST)), without_versions(reference))
 
 
@@ -209,7 +215,7 @@ def test_the_ui_logs_in_with_the_generated_password_and_shows_the_dag_doc(stack,
 
 
 @pytest.mark.browser
-def test_a_backfill_from_the_form_runs_earlier_days_in_order_with_the_champion_of_their_day(stack, page):
+def test_a_backfill_from_the_form_runs_earlier_days_in_order_as_their_nightly_runs_would(stack, page, tmp_path):
     from pipelines.registry.champion import read_history, version_as_of
     from pipelines.scoring.recommendations import POPULARITY_FALLBACK
 
@@ -220,18 +226,20 @@ def test_a_backfill_from_the_form_runs_earlier_days_in_order_with_the_champion_o
     page.get_by_test_id("trigger-dag-button").click()
     dialog = modal(page)
     dialog.get_by_text("Backfill", exact=True).click()
-    for label, day in (("From", DAYS[0]), ("To", LATEST)):  # the latest night exists: "Missing Runs" runs 2
+    for label, day in (("From", DAYS[0]), ("To", LATEST)):  # the latest night exists: "Missing Runs" runs 3
         dialog.get_by_text("Select date and time").first.click()
         # By its label: once From is filled, both date fields can be visible at once (a strict-mode clash)
         page.get_by_role("textbox", name=label, exact=True).fill(day.replace("-", "/"))
         page.locator("input[placeholder='HH:mm']:visible").last.fill("00:00")
         page.keyboard.press("Escape")  # closes the date picker, not the form
-    dialog.get_by_text("2 runs will be triggered.").wait_for()
+    dialog.get_by_text(f"{len(DAYS)} runs will be triggered.").wait_for()
     shot(page, "03-backfill-form")
     dialog.get_by_role("button", name="Run Backfill").click()
     runs = wait_for_runs(api, DAYS)
-    assert [runs[day]["state"] for day in DAYS] == ["success", "success"]
-    assert runs[DAYS[0]]["run_type"] == "backfill" and runs[DAYS[0]]["end_date"] <= runs[DAYS[1]]["start_date"]
+    assert [runs[day]["state"] for day in DAYS] == ["success"] * len(DAYS)
+    assert {runs[day]["run_type"] for day in DAYS} == {"backfill"}
+    for earlier, later in itertools.pairwise(DAYS):  # one at a time, in date order
+        assert runs[earlier]["end_date"] <= runs[later]["start_date"], (earlier, later)
     assert same_outputs(outputs(config, LATEST), latest_outputs)  # the latest night is untouched
     history = read_history(config)
     live_champion = live_before[-1]["version"] if live_before else None
@@ -246,13 +254,17 @@ def test_a_backfill_from_the_form_runs_earlier_days_in_order_with_the_champion_o
     alias = MlflowClient(tracking_uri=running.mlflow_url).get_model_version_by_alias(
         config.promotion.registered_model, config.promotion.champion_alias)
     assert live_champion is None or str(alias.version) == live_champion  # the live alias is the latest night's
+    # Each day's outputs, row for row, what nightly runs of those days in date order write.
+    reference = reference_outputs(config, list(DAYS), tmp_path / "reference")
+    for day in DAYS:
+        assert same_outputs(without_versions(outputs(config, day)), without_versions(reference[day])), day
     # The same request through the API: nothing to run, nothing changes.
     before = mlflow_state(running, config), {day: outputs(config, day) for day in (*DAYS, LATEST)}
     api.call("POST", "backfills", {"dag_id": DAG, "from_date": f"{DAYS[0]}T00:00:00Z", "to_date": f"{LATEST}T00:00:00Z",
                                    "reprocess_behavior": "none", "run_backwards": False, "dag_run_conf": {},
                                    "max_active_runs": 1}, ok=(409, 422))
     time.sleep(10)
-    assert len(api.runs(DAG)) == 3
+    assert len(api.runs(DAG)) == len(DAYS) + 1
     assert mlflow_state(running, config) == before[0]
     assert all(same_outputs(outputs(config, day), before[1][day]) for day in before[1])
     page.goto(f"{running.airflow_url}/dags/{DAG}/runs/{runs[DAYS[1]]['dag_run_id']}/tasks/train_candidate/mapped")
@@ -322,14 +334,14 @@ def test_a_bad_day_inside_a_backfill_stops_at_validation_and_keeps_the_champion(
     running, api, config = stack
     from mlflow import MlflowClient
 
-    bad = days_before(LATEST, 3)
+    bad = days_before(DAYS[0], 1)
     raw = lake.partition_path(config.layout.raw_events, bad)
     for part in raw.glob("*.jsonl"):
         lines = part.read_text().splitlines()
         part.write_text("\n".join(line if i % 3 else "{truncated" for i, line in enumerate(lines)) + "\n")
     client = MlflowClient(tracking_uri=running.mlflow_url)
     champion = client.get_model_version_by_alias(config.promotion.registered_model, config.promotion.champion_alias)
-    api.backfill(DAG, bad, DAYS[0])  # the 28th ran already: only the bad day runs
+    api.backfill(DAG, bad, DAYS[0])  # DAYS[0] ran already: only the bad day runs
     run = wait_for_runs(api, (bad,))[bad]
     assert run["state"] == "failed"
     states = {ti["task_id"]: ti["state"] for ti in api.task_instances(DAG, run["dag_run_id"])}
