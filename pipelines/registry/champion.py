@@ -245,8 +245,9 @@ def load_registered_model(version):
     """Load a registered Keras model version (the model classes must be registered first)."""
     import mlflow
 
-    import pipelines.models  # noqa: F401 - registers the custom Keras classes for deserialisation
+    from pipelines.models import register_keras_classes
 
+    register_keras_classes()  # the custom Keras classes, for deserialisation
     return mlflow.keras.load_model(f"models:/{version.name}/{version.version}")
 
 

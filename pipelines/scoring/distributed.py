@@ -171,8 +171,9 @@ def _champion(model):
         _threads_per_task()
         import keras
 
-        import pipelines.models  # noqa: F401 - registers the custom Keras classes for deserialisation
+        from pipelines.models import register_keras_classes
 
+        register_keras_classes()  # the custom Keras classes, for deserialisation
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "champion.keras"
             path.write_bytes(blob.value)
