@@ -133,34 +133,34 @@ def landed(stack):
     return config
 
 
-def reference_outputs(config, days: list[str], root) -> dict[str, list]:
-    """What nightly runs of ``days``, one after the other in date order, write from the same lake through
-    ``airflow dags test`` (the path of make run), in a deployment of its own (SQLite metadata, local Spark,
-    a SQLite MLflow store and champion history, its own serving database); by day.
+def copy_reference_lake(config, root, known: set[str]) -> None:
+    """The stack's raw days in ``known`` and the check records so far, into ``root/lake`` (nothing else:
+    no features, outputs or registry)."""
+    layout = config.layout
+    for zone in ("raw", "checks"):
+        shutil.copytree(layout.lake_dir / zone, root / "lake" / zone)
+    for day, folder in lake.day_folders(root / "lake" / "raw" / "events").items():
+        if day not in known:
+            shutil.rmtree(folder)
 
-    The lake is copied as the stack's is now: its raw days that it validated and their check records (the
-    landed days it has not validated yet are left out); no features, outputs or registry. A night of D
-    reads only its window ending at D and the vocabulary of the latest features before D, so the later
-    validated days in the copy do not reach it.
+
+def reference_nights(root, days: list[str], serving_port: int) -> dict[str, list]:
+    """What nightly runs of ``days``, one after the other in date order, write from the lake under ``root``
+    through ``airflow dags test`` (the path of make run), in a deployment of its own (SQLite metadata,
+    local Spark, a SQLite MLflow store and champion history, its own serving database); by day.
+
+    A night of D reads only its window ending at D and the vocabulary of the latest features before D,
+    so the later raw days in the copy do not reach it.
     """
     import subprocess
     import sys
 
-    from tests.conftest import free_port
-
-    layout = config.layout
-    validated = set(lake.day_folders(layout.validated_events))
-    for zone in ("raw", "checks"):
-        shutil.copytree(layout.lake_dir / zone, root / "lake" / zone)
-    for day, folder in lake.day_folders(root / "lake" / "raw" / "events").items():
-        if day not in validated:
-            shutil.rmtree(folder)
     paths = {"var_dir": root, "lake_dir": root / "lake", "gx_dir": root / "gx", "mlflow_dir": root / "mlflow",
              "reports_dir": root / "reports"}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PIPELINE__PATHS__", "PIPELINE__MLFLOW",
                                                                   "PIPELINE_STACK", "SPARK_"))}
     env.update({f"PIPELINE__PATHS__{key.upper()}": str(path) for key, path in paths.items()})
-    env["PIPELINE_SERVING_DB_PORT"] = str(free_port())
+    env["PIPELINE_SERVING_DB_PORT"] = str(serving_port)
     try:
         for ds in days:  # each night stops its serving database at the end; the next starts it again
             done = subprocess.run([sys.executable, "-m", "pipelines", "run-imported", "--ds", ds], cwd=REPO_ROOT,
@@ -175,12 +175,46 @@ def reference_outputs(config, days: list[str], root) -> dict[str, list]:
     return {ds: outputs(reference, ds) for ds in days}
 
 
+@pytest.fixture(scope="module")
+def references(landed, tmp_path_factory):
+    """The nightly runs the stack's outputs are compared with, started in the background as the module
+    starts, beside the stack's own nights (most of a stack night's tasks keep one of two cores busy:
+    a process starting, its imports, Python); one future per scenario, with its outputs by day.
+
+    Each copies the lake as the stack's will be when it compares: the raw days the stack will have
+    validated by then (the earlier days validated by hand, the latest night's, and for the backfill
+    its own days; the landed day of the form's trigger is left out) and the check records.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.conftest import free_port
+
+    config = landed
+    by_hand = set(lake.day_folders(config.layout.validated_events))
+    chains = {"scheduler": [LATEST], "backfill": list(DAYS)}
+    ports = []  # one serving database each
+    while len(ports) < len(chains):
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    pool = ThreadPoolExecutor(max_workers=1)  # one reference night at a time beside the stack's
+    futures = {}
+    for name, days in chains.items():
+        root = tmp_path_factory.mktemp(f"reference-{name}")
+        copy_reference_lake(config, root, by_hand | {LATEST, *days})
+        futures[name] = pool.submit(reference_nights, root, days, ports.pop())
+    try:
+        yield futures
+    finally:
+        pool.shutdown(wait=True)
+
+
 def without_versions(frames) -> list:
     """The outputs without model_version: two registries number the same model differently."""
     return [frame.drop(columns=["model_version"]) for frame in frames]
 
 
-def test_the_scheduler_runs_the_latest_night_on_its_own(stack, landed, tmp_path):
+def test_the_scheduler_runs_the_latest_night_on_its_own(stack, landed, references):
     running, api, config = stack
     assert api.runs(DAG) == []
     api.set_paused(DAG, False)  # nothing else: the scheduler creates the run for the latest interval
@@ -198,7 +232,7 @@ def test_the_scheduler_runs_the_latest_night_on_its_own(stack, landed, tmp_path)
     recommendations, audiences = outputs(config, LATEST)
     assert len(recommendations) and len(audiences)
     # Row for row what dag.test() writes for the same data: epochs, not seconds, end the training.
-    reference = reference_outputs(config, [LATEST], tmp_path / "reference")[LATEST]
+    reference = references["scheduler"].result(timeout=RUN_TIMEOUT * 3)[LATEST]
     assert same_outputs(without_versions(outputs(config, LATEST)), without_versions(reference))
 
 
@@ -215,7 +249,7 @@ def test_the_ui_logs_in_with_the_generated_password_and_shows_the_dag_doc(stack,
 
 
 @pytest.mark.browser
-def test_a_backfill_from_the_form_runs_earlier_days_in_order_as_their_nightly_runs_would(stack, page, tmp_path):
+def test_a_backfill_from_the_form_runs_earlier_days_in_order_as_their_nightly_runs_would(stack, page, references):
     from pipelines.registry.champion import read_history, version_as_of
     from pipelines.scoring.recommendations import POPULARITY_FALLBACK
 
@@ -255,7 +289,7 @@ def test_a_backfill_from_the_form_runs_earlier_days_in_order_as_their_nightly_ru
         config.promotion.registered_model, config.promotion.champion_alias)
     assert live_champion is None or str(alias.version) == live_champion  # the live alias is the latest night's
     # Each day's outputs, row for row, what nightly runs of those days in date order write.
-    reference = reference_outputs(config, list(DAYS), tmp_path / "reference")
+    reference = references["backfill"].result(timeout=RUN_TIMEOUT * 3)
     for day in DAYS:
         assert same_outputs(without_versions(outputs(config, day)), without_versions(reference[day])), day
     # The same request through the API: nothing to run, nothing changes.
