@@ -301,30 +301,15 @@ def test_one_epoch_under_mixed_bfloat16_keeps_float32_losses_and_scores(name, ch
     assert keras.backend.standardize_dtype(scores.dtype) == "float32"
 
 
-_LOADED = """
-import json, sys
-for name in sys.argv[1].split(","):
-    __import__(name)
-if len(sys.argv) > 2:
-    import keras
-    from pipelines.models import register_keras_classes
-    register_keras_classes()
-    print(json.dumps([name for name in ("Caser", "GRU4Rec", "SASRec")
-                      if keras.saving.get_registered_object(f"pipelines>{name}") is None]))
-else:
-    print(json.dumps(sorted(m for m in ("keras", "tensorflow") if m in sys.modules)))
-"""
-
-
-def _in_fresh_interpreter(modules: list[str], *extra: str) -> list[str]:
+def _in_fresh_interpreter(code: str):
+    """What ``code`` prints (JSON) when run by a new Python process in the repository."""
     import json
     import subprocess
     import sys
 
     from pipelines.config import REPO_ROOT
 
-    done = subprocess.run([sys.executable, "-c", _LOADED, ",".join(modules), *extra], cwd=REPO_ROOT,
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -333,8 +318,14 @@ def test_the_tasks_that_need_no_model_start_without_keras():
     light = ["pipelines.reporting.report", "pipelines.registry.gate", "pipelines.validation.raw_day",
              "pipelines.validation.features", "pipelines.publishing.publish", "pipelines.models.metrics",
              "pipelines.models.data", "pipelines.tasks"]
-    assert _in_fresh_interpreter(light) == []
+    loaded = _in_fresh_interpreter(f"import json, sys\nfor name in {light!r}: __import__(name)\n"
+                                   "print(json.dumps(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules)))")
+    assert loaded == []
 
 
 def test_registering_the_model_classes_lets_keras_rebuild_every_model():
-    assert _in_fresh_interpreter(["pipelines.models"], "register") == []
+    missing = _in_fresh_interpreter(
+        "import json, keras\nfrom pipelines.models import register_keras_classes\nregister_keras_classes()\n"
+        "print(json.dumps([n for n in ('Caser', 'GRU4Rec', 'SASRec')"
+        " if keras.saving.get_registered_object(f'pipelines>{n}') is None]))")
+    assert missing == []

@@ -144,7 +144,7 @@ def copy_reference_lake(config, root, known: set[str]) -> None:
             shutil.rmtree(folder)
 
 
-def reference_nights(root, days: list[str], serving_port: int) -> dict[str, list]:
+def reference_nights(root, days: list[str]) -> dict[str, list]:
     """What nightly runs of ``days``, one after the other in date order, write from the lake under ``root``
     through ``airflow dags test`` (the path of make run), in a deployment of its own (SQLite metadata,
     local Spark, a SQLite MLflow store and champion history, its own serving database); by day.
@@ -155,12 +155,14 @@ def reference_nights(root, days: list[str], serving_port: int) -> dict[str, list
     import subprocess
     import sys
 
+    from tests.conftest import free_port
+
     paths = {"var_dir": root, "lake_dir": root / "lake", "gx_dir": root / "gx", "mlflow_dir": root / "mlflow",
              "reports_dir": root / "reports"}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PIPELINE__PATHS__", "PIPELINE__MLFLOW",
                                                                   "PIPELINE_STACK", "SPARK_"))}
     env.update({f"PIPELINE__PATHS__{key.upper()}": str(path) for key, path in paths.items()})
-    env["PIPELINE_SERVING_DB_PORT"] = str(serving_port)
+    env["PIPELINE_SERVING_DB_PORT"] = str(free_port())
     try:
         for ds in days:  # each night stops its serving database at the end; the next starts it again
             done = subprocess.run([sys.executable, "-m", "pipelines", "run-imported", "--ds", ds], cwd=REPO_ROOT,
@@ -187,22 +189,15 @@ def references(landed, tmp_path_factory):
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from tests.conftest import free_port
-
     config = landed
     by_hand = set(lake.day_folders(config.layout.validated_events))
     chains = {"scheduler": [LATEST], "backfill": list(DAYS)}
-    ports = []  # one serving database each
-    while len(ports) < len(chains):
-        port = free_port()
-        if port not in ports:
-            ports.append(port)
     pool = ThreadPoolExecutor(max_workers=1)  # one reference night at a time beside the stack's
     futures = {}
     for name, days in chains.items():
         root = tmp_path_factory.mktemp(f"reference-{name}")
         copy_reference_lake(config, root, by_hand | {LATEST, *days})
-        futures[name] = pool.submit(reference_nights, root, days, ports.pop())
+        futures[name] = pool.submit(reference_nights, root, days)
     try:
         yield futures
     finally:  # a module that stopped early does not wait for the nights nobody will compare with
