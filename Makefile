@@ -134,7 +134,7 @@ report: setup ## (Re)write the run report of DS (var/reports/run-DS.html and .md
 MAPPING ?=
 INPUT ?=
 BENCH_ARGS ?=
-.PHONY: import run-imported spark-cluster spark-cluster-stop bench-features bench-validation bench-erasure bench-scale bench-scoring bench-training
+.PHONY: import run-imported spark-cluster spark-cluster-stop bench-features bench-validation bench-erasure bench-scale bench-scoring bench-training bench-stack
 
 import: setup ## Land an export in the raw zone by day: make import MAPPING=conf/mappings/rees46.yaml INPUT=events.csv
 	@test -n "$(MAPPING)" -a -n "$(INPUT)" || { echo "usage: make import MAPPING=conf/mappings/<name>.yaml INPUT=<export file>" >&2; exit 2; }
@@ -163,6 +163,8 @@ bench-training: setup ## train_candidate and evaluate_candidates on 100k and 1M 
 	$(PY) -m benchmarks.training.run $(BENCH_ARGS)
 bench-scoring: setup ## Scoring's steps per batch at 50,000 items (model, top-k, affinity), each against the way before, projected to 500k users; then 20,000 users in one process and on Spark side by side (BENCH_ARGS: --users N, --items N, --engine-users N)
 	$(PY) -m benchmarks.scoring.run $(BENCH_ARGS)
+bench-stack: setup redis-server ## One night on the stack with the Celery workers' libraries preloaded, one without: seconds per task side by side (var/reports/bench-stack.json)
+	$(PY) -m benchmarks.stack.run $(BENCH_ARGS)
 # --- end of the clickstream/cluster/benchmark block ------------------------------------------------
 
 clean: ## Remove var/ (lake, Airflow and MLflow state) and the local PostgreSQL data (stopped first); keeps the virtualenv

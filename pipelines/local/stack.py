@@ -47,6 +47,7 @@ DB_USER = "pipeline"
 SERVING_DATABASE = "serving"  # the published recommendations and audiences (pipelines.publishing)
 DATABASES = ("airflow", "mlflow", SERVING_DATABASE)
 ADMIN = "admin"  # the Airflow UI's user (simple auth manager); its password is generated
+PRELOAD_MODULE = "pipelines.local.worker_preload"  # what each Celery worker imports before forking tasks
 
 
 class StackError(RuntimeError):
@@ -142,6 +143,8 @@ def stack_environment(config: PipelineConfig, ports: Ports, base: dict[str, str]
         "AIRFLOW__CELERY__BROKER_URL": f"redis://{HOST}:{ports.redis}/0",
         "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql+psycopg2://{database}/airflow",
         "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
+        # Each worker imports the tasks' libraries once, before it forks the tasks' processes.
+        "AIRFLOW__CELERY__EXTRA_CELERY_CONFIG": json.dumps({"imports": [PRELOAD_MODULE]}),
         # Every component signs and checks the Task SDK's tokens with the same key ("Invalid auth token").
         "AIRFLOW__API_AUTH__JWT_SECRET": _secret(config, "airflow-jwt-secret"),
         "AIRFLOW__API__SECRET_KEY": _secret(config, "airflow-api-secret-key"),

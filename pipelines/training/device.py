@@ -3,8 +3,9 @@
 ``cpu`` (the default): TensorFlow on the CPU, as everywhere else in the pipeline. ``gpu``: Keras on
 JAX with the worker's GPU (the ``gpu`` extra, ``make setup GPU=1``) and, with
 ``training.mixed_precision``, bfloat16 compute with float32 weights. Keras reads ``KERAS_BACKEND`` once,
-at its first import, so ``use_device`` must run before anything imports Keras in the task's process;
-Airflow runs every task in a fresh process and the DAG file imports no Keras, so the training task can.
+at its first import, so ``use_device`` must run before anything imports Keras in the task's process.
+The DAG file imports no Keras; a Celery worker of the stack has Keras loaded already, with its own
+``KERAS_BACKEND`` (``pipelines.local.worker_preload``), so the device a run asks for must be the worker's.
 A worker that cannot do what the config asks fails at once with what to do, never silently on the CPU.
 """
 
