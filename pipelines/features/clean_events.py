@@ -175,12 +175,14 @@ def clean_batch(raw: DataFrame, earlier: DataFrame | None, key: bytes, params: C
     sessions, hashed = sessionise(kept, validated, key, params, hash_users_once_up_to)
     sessions = sessions.persist()
     activity = cleaning.session_activity(sessions)
-    with described(raw.sparkSession, "sessions: pseudonymise, sessionise, cache"):
-        totals = activity.agg(F.count(F.lit(1)).alias("sessions"), F.sum("events").alias("events")).first()
+    is_bot = cleaning.is_bot_session(params.bot_max_events_per_minute, params.bot_min_events)
+    with described(raw.sparkSession, "sessions: pseudonymise, sessionise, cache; count sessions and bots"):
+        totals = activity.agg(F.count(F.lit(1)).alias("sessions"), F.sum("events").alias("events"),
+                              F.count(F.when(is_bot, 1)).alias("bots"),
+                              F.sum(F.when(is_bot, F.col("events"))).alias("bot_events")).first()
+    n_bots = int(totals["bots"])
+    # Cached on first use (the events' write); the totals above counted them from the same rule.
     bots = cleaning.bot_sessions(activity, params.bot_max_events_per_minute, params.bot_min_events).persist()
-    with described(raw.sparkSession, "bots: fast sessions"):
-        bot_totals = bots.agg(F.count(F.lit(1)).alias("n"), F.sum("events").alias("events")).first()
-    n_bots = int(bot_totals["n"])
     events = cleaning.flag_bots(sessions, bots, n_bots) if n_bots else sessions.withColumn(IS_BOT, F.lit(False))
     after_rules = counts["events_in"] - counts["late_events_dropped"] - counts["future_events_dropped"]
     counts.update({
@@ -188,7 +190,7 @@ def clean_batch(raw: DataFrame, earlier: DataFrame | None, key: bytes, params: C
         "duplicates_dropped": after_rules - int(totals["events"] or 0),
         "sessions_in_batch": int(totals["sessions"]),
         "bot_sessions": n_bots,
-        "bot_events_excluded": int(bot_totals["events"] or 0),
+        "bot_events_excluded": int(totals["bot_events"] or 0),
     })
     return CleanBatch(events=events.select(*CLEAN_COLUMNS), cached=(sessions, bots, *cached, *hashed),
                       counts=counts)

@@ -70,15 +70,19 @@ def session_activity(sessions: DataFrame, user_col: str = C.USER_KEY, time_col: 
     )
 
 
-def bot_sessions(activity: DataFrame, max_events_per_minute: float, min_events: int,
-                 session_col: str = C.SESSION_KEY) -> DataFrame:
-    """Session keys (and their event counts) of the bot-like sessions of ``session_activity`` (rule 4)."""
+def is_bot_session(max_events_per_minute: float, min_events: int) -> Column:
+    """True on the rows of ``session_activity`` that are bot-like sessions (rule 4)."""
     if max_events_per_minute <= 0 or min_events < 1:
         raise ValueError(f"max_events_per_minute={max_events_per_minute} must be > 0 and min_events="
                          f"{min_events} >= 1")
     rate = F.col("events") / F.col("minutes")
-    return activity.filter((F.col("events") >= min_events) & (rate > max_events_per_minute)).select(
-        session_col, "events")
+    return (F.col("events") >= min_events) & (rate > max_events_per_minute)
+
+
+def bot_sessions(activity: DataFrame, max_events_per_minute: float, min_events: int,
+                 session_col: str = C.SESSION_KEY) -> DataFrame:
+    """Session keys (and their event counts) of the bot-like sessions of ``session_activity`` (rule 4)."""
+    return activity.filter(is_bot_session(max_events_per_minute, min_events)).select(session_col, "events")
 
 
 def flag_bots(sessions: DataFrame, bots: DataFrame, n_bot_sessions: int,

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow.compute as pc
+import pyarrow.dataset as ds_api
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -120,6 +122,28 @@ def _write(df: DataFrame, path: Path) -> None:
         df.repartition(1).write.mode("errorifexists").parquet(str(path))
 
 
+# The stats' counts of what was written are read back from the written files, on the driver: a row
+# count is in the Parquet footers, and the rest is one small column of a small table. Each Spark
+# action of its own costs a job or more, and an Observation on a write waits for Spark's listener bus;
+# both measured slower than these reads (README, "Sizing").
+def _rows(folder: Path) -> int:
+    """Rows of a written Parquet folder, from its footers."""
+    return ds_api.dataset(str(folder), format="parquet").count_rows()
+
+
+def _column(folder: Path, name: str):
+    return ds_api.dataset(str(folder), format="parquet").to_table(columns=[name]).column(name)
+
+
+def _totals_from_tables(staging: Path) -> dict[str, int]:
+    """``window_outputs.window_totals`` from the ``all`` tables just written: a user_rfm row per user,
+    with its events in the window, and a sessions_summary row per start day, with its sessions."""
+    rfm = staging / lake.USER_RFM
+    return {"events_in_window": int(pc.sum(_column(rfm, C.N_EVENTS)).as_py() or 0),
+            "sessions": int(pc.sum(_column(staging / lake.SESSIONS_SUMMARY, "sessions")).as_py() or 0),
+            "users": _rows(rfm)}
+
+
 def _window_events(spark: SparkSession, job: JobRun, key: bytes, staging: Path, stats: dict):
     """Clean the days that need it, store today's; the window's clean non-bot events and what to unpersist."""
     params = clean_params(job.config)
@@ -141,9 +165,7 @@ def _window_events(spark: SparkSession, job: JobRun, key: bytes, staging: Path, 
     if stored is not None:  # else it derives cheaply from the batch's cached sessions: no second cache
         window = window.persist()
     stats.update(batch.counts)
-    with clean_events.described(spark, "count the window's events"):
-        stats.update({"partitions_read": [p.name for p in compute], "clean_events_reused": sorted(reuse),
-                      "events_in_window": window.count()})
+    stats.update({"partitions_read": [p.name for p in compute], "clean_events_reused": sorted(reuse)})
     return window, [window, *batch.cached]
 
 
@@ -173,22 +195,25 @@ def _build(spark: SparkSession, job: JobRun, key: bytes, staging: Path) -> dict[
         outputs = window_outputs.build_outputs(events, item_vocab, job.config.features, job.ds, job.outputs)
         for name, frame in outputs.items():
             _write(frame, staging / name)
-        with clean_events.described(spark, "count sessions and users"):
-            totals = window_outputs.window_totals(events)
+        if job.outputs == "all":  # the marketer's tables hold the window's totals
+            totals = _totals_from_tables(staging)
+        else:
+            with clean_events.described(spark, "count events, sessions and users"):
+                totals = window_outputs.window_totals(events)
     finally:
         for frame in cached:
             frame.unpersist()
-    items = item_vocab.count()
+    items = _rows(staging / lake.ITEM_VOCAB)
     start, end = window_bounds(job.ds, job.window_days)
-    events_today = spark.read.parquet(str(staging / lake.CLEAN_EVENTS)).count()
+    events_today = _rows(staging / lake.CLEAN_EVENTS)
     return {
         "ds": job.ds, "window_start": start, "window_end": end, "window_days": job.window_days, **stats,
         **totals, **volume(job, events_today),
         "previous_vocab": previous_dir.name if previous_dir else None,
-        "users_with_sequences": spark.read.parquet(str(staging / lake.SEQUENCES)).count(),
+        "users_with_sequences": _rows(staging / lake.SEQUENCES),
         "items": items,
-        "new_items": items - (previous.count() if previous is not None else 0),
-        "items_without_category": item_vocab.filter(F.col(C.CATEGORY).isNull()).count(),
+        "new_items": items - (_rows(previous_dir / lake.ITEM_VOCAB) if previous_dir else 0),
+        "items_without_category": _column(staging / lake.ITEM_VOCAB, C.CATEGORY).null_count,
         "vocab_version": job.ds,
         "outputs": sorted([lake.FEATURE_STATS, lake.CLEAN_EVENTS, lake.ITEM_VOCAB, *outputs]),
         "personal_data_columns_dropped": list(C.PERSONAL_DATA_COLUMNS),

@@ -44,6 +44,8 @@ def build_outputs(events: DataFrame, item_vocab: DataFrame, settings: FeaturesCo
 
 
 def window_totals(events: DataFrame) -> dict[str, int]:
-    """Sessions and users of the window (non-bot), for the stats."""
-    row = events.agg(F.countDistinct(C.SESSION_KEY).alias("sessions"), F.countDistinct(C.USER_KEY).alias("users")).first()
-    return {"sessions": int(row["sessions"]), "users": int(row["users"])}
+    """Events, sessions and users of the window (non-bot), for the stats: one Spark job of their own."""
+    row = events.agg(F.count(F.lit(1)).alias("events"), F.countDistinct(C.SESSION_KEY).alias("sessions"),
+                     F.countDistinct(C.USER_KEY).alias("users")).first()
+    return {"events_in_window": int(row["events"]), "sessions": int(row["sessions"]), "users": int(row["users"])}
+

@@ -37,6 +37,13 @@ def test_main_builds_the_day_idempotently(spark, tmp_path, monkeypatch):
     assert stats["events_in_window"] == 7
     assert (stats["users"], stats["users_with_sequences"], stats["sessions"]) == (3, 2, 5)
     assert (stats["items"], stats["new_items"], stats["previous_vocab"]) == (6, 3, "dt=2026-11-26")
+    assert (stats["events_landed_today"], stats["items_without_category"]) == (4, 0)
+    # The core outputs count the window with a Spark job; the full ones read it back from their tables.
+    core = build_features.main(["--ds", "2026-11-27", "--outputs", "core", "--features-root", str(tmp_path / "core"),
+                                *common[2:]])
+    counted = ("events_in_window", "users", "sessions", "users_with_sequences", "events_landed_today",
+               "items_without_category")  # not items: a first night's vocabulary lacks the 25th's item
+    assert {key: core[key] for key in counted} == {key: stats[key] for key in counted}
     assert stats["personal_data_columns_dropped"] == list(C.PERSONAL_DATA_COLUMNS)
     day1_vocab = snapshot(spark, features / "dt=2026-11-26")["item_vocab"]
     assert first["item_vocab"][: len(day1_vocab)] == day1_vocab  # old ids kept, new ones appended
