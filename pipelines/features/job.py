@@ -123,9 +123,9 @@ def _write(df: DataFrame, path: Path) -> None:
 
 
 # The stats' counts of what was written are read back from the written files, on the driver: a row
-# count is in the Parquet footers, and the rest is one small column of a small table. Each Spark
-# action of its own costs a job or more, and an Observation on a write waits for Spark's listener bus;
-# both measured slower than these reads (README, "Sizing").
+# count is in the Parquet footers, and the rest is one small column of a small table. A Spark action
+# of its own costs one job or more (a pass over the cached window for its totals), and an Observation
+# on a write waits for Spark's listener bus after it; these reads cost neither (README, "Sizing").
 def _rows(folder: Path) -> int:
     """Rows of a written Parquet folder, from its footers."""
     return ds_api.dataset(str(folder), format="parquet").count_rows()
