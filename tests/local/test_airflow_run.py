@@ -6,7 +6,7 @@ import datetime as dt
 import io
 import os
 
-from pipelines.local.airflow_run import Progress, TaskState, _task_state, task_states
+from pipelines.local.airflow_run import Progress, StatesPoller, TaskState, _task_state, task_states
 
 T = dt.datetime(2026, 11, 28, 0, 5, tzinfo=dt.UTC)
 
@@ -35,6 +35,17 @@ def test_instances_of_an_earlier_run_read_as_not_started():
 
 def test_the_cli_answers_no_states_for_a_run_that_does_not_exist():
     assert task_states("clickstream_nightly", "1999-01-01", dict(os.environ)) == []
+
+
+def test_one_poller_answers_command_after_command_also_after_a_failed_one():
+    import airflow
+
+    with StatesPoller(dict(os.environ)) as poller:
+        assert task_states("clickstream_nightly", "1999-01-01", {}, poller=poller) == []  # DagRunNotFound inside
+        assert poller.printed("version").strip().splitlines()[-1] == airflow.__version__
+        assert task_states("clickstream_nightly", "1999-01-02", {}, poller=poller) == []
+        assert poller.printed("version").strip().splitlines()[-1] == airflow.__version__
+    assert poller.printed("version") == ""  # closed: no answer, no hang
 
 
 def test_cli_json_skips_the_warnings_airflow_prints_before_it():
