@@ -59,8 +59,18 @@ def restart_workers(stack, preload: bool) -> None:
 
 
 def run_day(api, day: str) -> dict:
+    from pipelines.local.airflow_api import AirflowApiError
+
     before = {run["dag_run_id"] for run in api.runs(DAG)}
-    api.backfill(DAG, day, day)
+    deadline = time.monotonic() + 120
+    while True:  # the scheduler marks the previous backfill complete a little after its run ended
+        try:
+            api.backfill(DAG, day, day)
+            break
+        except AirflowApiError as err:
+            if "already a running backfill" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(3)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         new = [run for run in api.runs(DAG) if run["dag_run_id"] not in before]
