@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
 
     config = load_config()
     today = dt.datetime.now(dt.UTC).date()
-    latest, bare_day, preloaded_day = (str(today - dt.timedelta(days=n)) for n in (1, 4, 3))
+    bare_day, preloaded_day = (str(today - dt.timedelta(days=n)) for n in (4, 3))  # the warm-up is yesterday
     stack = build_stack(config)
     report: dict = {"worker_start_seconds": {}}
     try:

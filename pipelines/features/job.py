@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.compute as pc
-import pyarrow.dataset as ds_api
+import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -32,6 +32,7 @@ from pipelines.config import PipelineConfig
 from pipelines.dates import window_bounds
 from pipelines.features import clean_events, vocab, window_outputs
 from pipelines.features.cleaning import IS_BOT, LANDED_DT
+from pipelines.features.store import count_rows
 from pipelines.io import partition_lock, publish_partition, staging_path_for, write_json_atomic
 from pipelines.lake import partition_path, read_record
 
@@ -123,25 +124,21 @@ def _write(df: DataFrame, path: Path) -> None:
 
 
 # The stats' counts of what was written are read back from the written files, on the driver: a row
-# count is in the Parquet footers, and the rest is one small column of a small table. A Spark action
-# of its own costs one job or more (a pass over the cached window for its totals), and an Observation
-# on a write waits for Spark's listener bus after it; these reads cost neither (README, "Sizing").
-def _rows(folder: Path) -> int:
-    """Rows of a written Parquet folder, from its footers."""
-    return ds_api.dataset(str(folder), format="parquet").count_rows()
-
-
+# count is in the Parquet footers (``store.count_rows``), and the rest is one small column of a small
+# table. A Spark action of its own costs one job or more (a pass over the cached window for its
+# totals), and an Observation on a write waits for Spark's listener bus after it; these reads cost
+# neither (README, "Sizing").
 def _column(folder: Path, name: str):
-    return ds_api.dataset(str(folder), format="parquet").to_table(columns=[name]).column(name)
+    return pq.read_table(folder, columns=[name]).column(name)
 
 
 def _totals_from_tables(staging: Path) -> dict[str, int]:
     """``window_outputs.window_totals`` from the ``all`` tables just written: a user_rfm row per user,
     with its events in the window, and a sessions_summary row per start day, with its sessions."""
-    rfm = staging / lake.USER_RFM
-    return {"events_in_window": int(pc.sum(_column(rfm, C.N_EVENTS)).as_py() or 0),
+    events_per_user = _column(staging / lake.USER_RFM, C.N_EVENTS)
+    return {"events_in_window": int(pc.sum(events_per_user).as_py() or 0),
             "sessions": int(pc.sum(_column(staging / lake.SESSIONS_SUMMARY, "sessions")).as_py() or 0),
-            "users": _rows(rfm)}
+            "users": len(events_per_user)}
 
 
 def _window_events(spark: SparkSession, job: JobRun, key: bytes, staging: Path, stats: dict):
@@ -203,17 +200,19 @@ def _build(spark: SparkSession, job: JobRun, key: bytes, staging: Path) -> dict[
     finally:
         for frame in cached:
             frame.unpersist()
-    items = _rows(staging / lake.ITEM_VOCAB)
+    categories = _column(staging / lake.ITEM_VOCAB, C.CATEGORY)  # a row per item
+    items = len(categories)
     start, end = window_bounds(job.ds, job.window_days)
-    events_today = _rows(staging / lake.CLEAN_EVENTS)
+    events_today = count_rows(staging / lake.CLEAN_EVENTS, job.ds)
+    previous_items = count_rows(previous_dir / lake.ITEM_VOCAB, lake.day_of(previous_dir)) if previous_dir else 0
     return {
         "ds": job.ds, "window_start": start, "window_end": end, "window_days": job.window_days, **stats,
         **totals, **volume(job, events_today),
         "previous_vocab": previous_dir.name if previous_dir else None,
-        "users_with_sequences": _rows(staging / lake.SEQUENCES),
+        "users_with_sequences": count_rows(staging / lake.SEQUENCES, job.ds),
         "items": items,
-        "new_items": items - (_rows(previous_dir / lake.ITEM_VOCAB) if previous_dir else 0),
-        "items_without_category": _column(staging / lake.ITEM_VOCAB, C.CATEGORY).null_count,
+        "new_items": items - previous_items,
+        "items_without_category": categories.null_count,
         "vocab_version": job.ds,
         "outputs": sorted([lake.FEATURE_STATS, lake.CLEAN_EVENTS, lake.ITEM_VOCAB, *outputs]),
         "personal_data_columns_dropped": list(C.PERSONAL_DATA_COLUMNS),

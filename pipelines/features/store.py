@@ -71,7 +71,7 @@ def load_feature_partition(features_root: Path, ds: str) -> FeaturePartition:
         raise FeaturesMissingError(
             f"{path}: no features for {ds} (missing {lake.FEATURE_STATS}); run the build_features task "
             f"for this date first (or the whole DAG: make run DS={ds})")
-    num_sequences = _count_rows(path / lake.SEQUENCES, ds)
+    num_sequences = count_rows(path / lake.SEQUENCES, ds)
     vocab = _read(path / lake.ITEM_VOCAB, ds).sort_by(C.ITEM_IDX)
     stats = json.loads(stats_file.read_text())
     for rows, name in ((num_sequences, lake.SEQUENCES), (vocab.num_rows, lake.ITEM_VOCAB)):
@@ -83,7 +83,7 @@ def load_feature_partition(features_root: Path, ds: str) -> FeaturePartition:
     return FeaturePartition(ds=ds, path=path, vocab=vocab, stats=stats, num_sequences=num_sequences)
 
 
-def _count_rows(folder: Path, ds: str) -> int:
+def count_rows(folder: Path, ds: str) -> int:
     """Rows of the Parquet files in ``folder``, from their footers (every footer is read: a damaged file fails)."""
     files = sorted(folder.glob("*.parquet"))
     if not files:

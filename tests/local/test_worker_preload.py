@@ -48,8 +48,8 @@ def test_airflow_hands_the_imports_to_the_workers_celery_app():
 
 def test_the_preload_loads_libraries_only_never_the_pipelines_code():
     tree = ast.parse((REPO_ROOT / "pipelines" / "local" / "worker_preload.py").read_text())
-    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import | ast.ImportFrom)
-                for alias in node.names} | {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported = {node.module if isinstance(node, ast.ImportFrom) else alias.name for node in ast.walk(tree)
+                if isinstance(node, ast.Import | ast.ImportFrom) for alias in node.names}
     assert not any(name.startswith("pipelines") for name in imported), imported
     assert not any(name.startswith("pipelines") for name in worker_preload.LIBRARIES)
     loaded = _run(f"import json, sys\nimport {PRELOAD_MODULE}\n"
