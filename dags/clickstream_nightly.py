@@ -86,7 +86,7 @@ def clickstream_nightly():
         application_args=FEATURE_JOB_ARGS,  # --ds and the run's overrides, templated: the job loads the config
         driver_memory=CONFIG.spark.driver_memory,
         execution_timeout=CONFIG.airflow.execution_timeout("build_features"),
-        conf={"spark.sql.session.timeZone": "UTC", "spark.ui.showConsoleProgress": "false"},
+        conf={"spark.sql.session.timeZone": "UTC", "spark.ui.showConsoleProgress": "false", **CONFIG.spark.jvm_conf()},
         name="build_features_{{ ds_nodash }}",
         outlets=[FEATURES],
         pool=lake_pool,

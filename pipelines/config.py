@@ -153,6 +153,13 @@ class FeaturesConfig(_Section):
 class SparkConfig(_Section):
     conn_id: str
     driver_memory: str
+    java_options: str = ""
+
+    def jvm_conf(self) -> dict[str, str]:
+        """The Spark settings that give the driver and the executors ``java_options`` (none when empty)."""
+        if not self.java_options.strip():
+            return {}
+        return {"spark.driver.extraJavaOptions": self.java_options, "spark.executor.extraJavaOptions": self.java_options}
 
 
 class TrainingConfig(_Section):

@@ -69,8 +69,11 @@ def main(argv: list[str] | None = None) -> dict:
     key = job.hash_key(config.features.hash_key_env)
     job.check_today(plan)
     owns_session = SparkSession.getActiveSession() is None  # leave a caller's (a test's) session running
+    builder = SparkSession.builder
+    for key_, value in config.spark.jvm_conf().items():  # under spark-submit, its --conf already set these
+        builder = builder.config(key_, value)
     spark = (
-        SparkSession.builder.appName(f"build_features ds={plan.ds}")
+        builder.appName(f"build_features ds={plan.ds}")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", str(config.features.shuffle_partitions))
         .config("spark.sql.redaction.string.regex", _REDACT_KEY_PADS)

@@ -45,9 +45,14 @@ def spark():
     """One small local Spark session for all ``spark``-marked tests (a JVM start costs seconds)."""
     from pyspark.sql import SparkSession
 
+    from pipelines.config import load_config
+
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers use the test's virtualenv
+    builder = SparkSession.builder
+    for key, value in load_config().spark.jvm_conf().items():  # conf/test: the JIT's first tier only
+        builder = builder.config(key, value)
     session = (
-        SparkSession.builder.master("local[2]")
+        builder.master("local[2]")
         .appName("pytest")
         .config("spark.sql.shuffle.partitions", "1")
         .config("spark.default.parallelism", "2")

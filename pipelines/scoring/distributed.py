@@ -47,7 +47,7 @@ _MODELS: dict[str, Any] = {}  # the .keras file's SHA-256 -> the champion, loade
 
 
 @contextlib.contextmanager
-def scoring_session(master: str, ds: str, driver_memory: str) -> Iterator[Any]:
+def scoring_session(master: str, ds: str, driver_memory: str, jvm_conf: dict[str, str] | None = None) -> Iterator[Any]:
     """A Spark session on ``master`` for scoring ``ds``; a session already running (a test's) is used and left running."""
     from pyspark.sql import SparkSession
 
@@ -56,11 +56,13 @@ def scoring_session(master: str, ds: str, driver_memory: str) -> Iterator[Any]:
         yield active
         return
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # executors' Python: this virtualenv's
-    session = (SparkSession.builder.master(master).appName(f"score_users ds={ds}")
+    builder = (SparkSession.builder.master(master).appName(f"score_users ds={ds}")
                .config("spark.driver.memory", driver_memory)
                .config("spark.sql.session.timeZone", "UTC")
-               .config("spark.ui.showConsoleProgress", "false")
-               .getOrCreate())
+               .config("spark.ui.showConsoleProgress", "false"))
+    for key, value in (jvm_conf or {}).items():  # the config's spark.java_options, for driver and executors
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
     try:
         yield session
     finally:

@@ -125,7 +125,7 @@ def write_recommendations(config: PipelineConfig, ds: str,
         master = spark_master() if spark_master else "local[*]"
         log.info("recommendations %s: %s users > scoring.spark_above_users=%s: scoring on Spark (%s)",
                  ds, scored.num_rows, above, master)
-        with scoring_session(master, ds, config.spark.driver_memory) as spark:
+        with scoring_session(master, ds, config.spark.driver_memory, config.spark.jvm_conf()) as spark:
             scorer = SparkScorer(spark, model, features.num_items, config.scoring.batch_size)
             items, scores, affinity = scorer.ranked_top_k(splits.inputs("full"), top_k, plan, purchased, counts,
                                                           campaign_matrix)

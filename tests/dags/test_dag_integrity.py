@@ -93,6 +93,18 @@ def test_the_feature_job_gets_the_runs_overrides():
     assert json.loads(rendered[rendered.index("--overrides") + 1]) == overrides
 
 
+def test_the_feature_job_gets_the_configs_jvm_options_for_driver_and_executors():
+    from airflow.dag_processing.dagbag import DagBag
+
+    from pipelines.config import load_config
+
+    spark = load_config().spark
+    assert spark.java_options == "-XX:TieredStopAtLevel=1"  # conf/test
+    conf = DagBag(str(REPO_ROOT / "dags")).dags["clickstream_nightly"].get_task("build_features").conf
+    assert conf["spark.driver.extraJavaOptions"] == conf["spark.executor.extraJavaOptions"] == spark.java_options
+    assert load_config({"spark": {"java_options": " "}}).spark.jvm_conf() == {}  # base: none
+
+
 def test_privacy_dag_shares_the_lake_writers_pool_with_the_nightly_writers():
     from pipelines.config import load_config
 

@@ -203,3 +203,11 @@ def test_sessions_built_on_the_raw_id_and_hashed_once_equal_hashing_every_row_fi
     assert sessions["e1"].startswith(hmac.new(KEY, b"u:1", hashlib.sha256).hexdigest() + ":")
     fallback, _ = sessionise(df, df, KEY, params, once_up_to=2)  # 3 users: above the bound, every row
     assert sorted(tuple(r) for r in fallback.select(*columns).collect()) == got
+
+
+def test_the_suites_spark_driver_runs_with_the_configs_jvm_options(spark):
+    """conf/test's spark.java_options reach the JVM itself (a session of seconds keeps the JIT's first tier)."""
+    from pipelines.config import load_config
+
+    runtime = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
+    assert load_config().spark.java_options in list(runtime.getInputArguments())
