@@ -10,6 +10,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DS ?= $(shell date -u -d yesterday +%F)
 PYTEST_ARGS ?=
+# make test and make test-faults: two pytest-xdist workers, a test module (or the modules sharing the
+# trained registry) to a worker (tests/conftest.py). Alone, the suite kept one of two cores busy: its
+# tests wait on the processes they start. TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
+XDIST := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadscope)
 MLFLOW_PORT ?= 5000
 
 .PHONY: help setup run test test-faults test-fast lint airflow-ui mlflow-ui land-demo clean check-java
@@ -17,7 +22,7 @@ MLFLOW_PORT ?= 5000
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-20s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "  Variables: DS=YYYY-MM-DD (logical date, default yesterday UTC), PIPELINE_ENV, PYTEST_ARGS"
+	@echo "  Variables: DS=YYYY-MM-DD (logical date, default yesterday UTC), PIPELINE_ENV, PYTEST_ARGS, TEST_WORKERS (make test, test-faults: 2; 0 = one process)"
 
 check-java: ## Check that Java 17+ is installed (Spark needs it)
 	@v=$$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1); \
@@ -54,10 +59,10 @@ land-demo: setup ## Only land the demo clickstream (raw/events) ending at DS
 	$(PY) -m pipelines land-demo --ds $(DS)
 
 test: setup ## Run the suite (unit, property, spark and e2e tiers; gpu tests skip without a GPU)
-	$(VENV)/bin/pytest -m "not faults and not stack and not browser" $(PYTEST_ARGS)
+	$(VENV)/bin/pytest $(XDIST) -m "not faults and not stack and not browser" $(PYTEST_ARGS)
 
 test-faults: setup ## The fault suite: every writing stage killed mid-write, broken inputs, two runs at once
-	$(VENV)/bin/pytest -m faults $(PYTEST_ARGS)
+	$(VENV)/bin/pytest $(XDIST) -m faults $(PYTEST_ARGS)
 
 test-fast: setup ## Run only the fast tier (no Spark, no DAG runs)
 	$(VENV)/bin/pytest -m "not spark and not e2e and not gpu and not faults and not stack and not browser" $(PYTEST_ARGS)

@@ -30,6 +30,54 @@ os.environ.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", None)
 logging.getLogger("py4j").setLevel(logging.WARNING)  # its shutdown chatter outlives pytest's log capture
 
 
+# make test and make test-faults run on two pytest-xdist workers (--dist loadscope, TEST_WORKERS in the
+# Makefile). A scope goes to one worker whole: each test module, so a module's fixtures are made once,
+# and the registry and scoring packages together, which share the trained registry (a session
+# fixture, a minute of CPU). Our own scheduler draws the scopes, not xdist_group marks: pytest 9.2's
+# node ids no longer carry the marks' suffix (pytest-dev/pytest-xdist#1386). The slow tiers' modules
+# go first, so neither worker is left with an end-to-end night once the other has run out of work.
+SHARED_REGISTRY_PACKAGES = ("tests/registry/", "tests/scoring/")
+SPREAD_MODULES = ("tests/faults/test_stages.py",)  # test by test: its module fixture is built once for all workers
+_SLOW_FIRST = ("e2e", "faults", "spark")
+
+
+def xdist_scope(nodeid: str) -> str:
+    """The unit of work a worker takes whole: the test's module, the packages sharing the registry, or the
+    test alone in a module whose fixture the workers share (``SPREAD_MODULES``)."""
+    module = nodeid.split("::", 1)[0]
+    if module in SPREAD_MODULES:
+        return nodeid
+    return next((package for package in SHARED_REGISTRY_PACKAGES if module.startswith(package)), module)
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedFixtureScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_scope(nodeid)
+
+    config.option.loadscopereorder = False  # keep the collection's order: slow tiers first
+    return SharedFixtureScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    if not hasattr(config, "workerinput"):  # only an xdist worker's collection is scheduled
+        return
+    strays = sorted({item.nodeid.split("::")[0] for item in items if "registry" in item.fixturenames
+                     and xdist_scope(item.nodeid) not in SHARED_REGISTRY_PACKAGES})
+    if strays:
+        raise pytest.UsageError(f"{strays} use the trained registry fixture outside {SHARED_REGISTRY_PACKAGES}: "
+                                f"move them there, or add their package to SHARED_REGISTRY_PACKAGES (tests/conftest.py)")
+    order = {}  # a scope's place: slow tiers first, then where its first test was collected
+    for index, item in enumerate(items):
+        order.setdefault(xdist_scope(item.nodeid), (not any(item.get_closest_marker(t) for t in _SLOW_FIRST), index))
+    items.sort(key=lambda item: order[xdist_scope(item.nodeid)])
+
+
 def _embedded_environment() -> None:
     from pipelines.config import load_config
     from pipelines.local.environment import pipeline_environment

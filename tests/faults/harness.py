@@ -7,7 +7,9 @@ process at that point (``pipelines.io.fault_point``), exactly as a SIGKILL from 
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -42,3 +44,20 @@ def leftovers(folder: Path) -> list[str]:
     """Hidden staging, retired and lock entries anywhere under ``folder`` (a clean lake has none)."""
     return sorted(str(p.relative_to(folder)) for p in folder.rglob(".*")
                   if p.name.startswith((".staging-", ".retired-", ".lock-")))
+
+
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """``build(folder)`` run once for the whole test session, also across pytest-xdist's workers: the first
+    to ask builds under a lock, the others wait for it and get the same folder. The folder stays where it
+    was built (records in it name their own paths); a build that did not finish is made again."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the workers' common folder
+    folder, built = shared / name, shared / f"{name}.built"
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this worker dies
+        if not built.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            built.touch()
+    return folder

@@ -21,7 +21,7 @@ import pytest
 from pipelines import lake
 from pipelines.config import REPO_ROOT
 from pipelines.lake import PART_FILE, partition_path
-from tests.faults.harness import KILLED, lake_config, lake_env, leftovers, run_stage
+from tests.faults.harness import KILLED, built_once, lake_config, lake_env, leftovers, run_stage
 
 pytestmark = [pytest.mark.faults, pytest.mark.spark]
 DS = "2026-11-27"
@@ -57,11 +57,15 @@ def _features(root, fault: str | None = None) -> int:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    """The reference lake, every stage run once without a fault."""
+    """The reference lake, every stage run once without a fault: built once for all xdist workers (the
+    tests of this module are spread over them, one by one), and only read: each test copies it."""
+    return built_once(tmp_path_factory, "world", _build_world)
+
+
+def _build_world(root) -> None:
     from pipelines.local.runner import land_demo
     from pipelines.validation.raw_day import validate_raw_day
 
-    root = tmp_path_factory.mktemp("world")
     config = lake_config(root)
     land_demo(config, DS)
     for day in sorted(lake.day_folders(config.layout.raw_events)):
@@ -70,7 +74,6 @@ def world(tmp_path_factory):
     assert _stage(root, "validate") == 0 and _features(root) == 0
     for stage in ("check_features", "train", "evaluate", "promote", "score", "report"):
         assert _stage(root, stage) == 0, stage
-    return root
 
 
 def _copy(world, tmp_path):
