@@ -323,6 +323,23 @@ def test_clearing_score_users_or_the_whole_run_rewrites_the_same_outputs(stack, 
         assert mlflow_state(running, config) == state, day  # no new MLflow run, no new model version
 
 
+def training_run_started(running, config, day: str, timeout: float = RUN_TIMEOUT) -> str:
+    """The id of the day's first MLflow training run, as soon as the server has it: its task is then inside
+    the training (its model is registered only after all epochs, an evaluation and the model's upload)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=running.mlflow_url)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        experiment = client.get_experiment_by_name(config.mlflow.experiment)
+        started = experiment and client.search_runs(
+            [experiment.experiment_id], f"tags.`pipeline.ds` = '{day}' and attributes.status = 'RUNNING'")
+        if started:
+            return started[0].info.run_id
+        time.sleep(0.3)
+    raise AssertionError(f"no training run of {day} started within {timeout}s")
+
+
 @pytest.mark.browser
 def test_the_trigger_form_submits_with_its_defaults_and_the_run_survives_a_killed_worker(stack, page):
     from pipelines.local.stack import group_alive, running_pid, services, up
@@ -340,13 +357,7 @@ def test_the_trigger_form_submits_with_its_defaults_and_the_run_survives_a_kille
     run = wait_for_new_run(api, known, finished=False)
     rest(page)
     assert run["run_type"] == "manual"
-    deadline = time.monotonic() + RUN_TIMEOUT
-    while time.monotonic() < deadline:
-        training = [ti for ti in api.task_instances(DAG, run["dag_run_id"]) if ti["task_id"] == "train_candidate"]
-        if any(ti["state"] == "running" for ti in training):
-            break
-        time.sleep(1)
-    time.sleep(4)  # inside the training itself
+    training_run = training_run_started(running, config, run["logical_date"][:10])
     gpu_worker = next(s for s in services(running) if s.name == "airflow-worker-gpu")
     pid = running_pid(running, gpu_worker)
     os.killpg(pid, signal.SIGKILL)  # kill -9: the worker and the task it ran
@@ -364,6 +375,8 @@ def test_the_trigger_form_submits_with_its_defaults_and_the_run_survives_a_kille
         f"name='{config.promotion.registered_model}'") if v.tags.get("pipeline.ds") == day]
     models = sorted(v.tags.get("pipeline.model") for v in of_day)
     assert models == sorted(config.training.models), models  # one version a model: none from the killed try
+    killed = MlflowClient(tracking_uri=running.mlflow_url).get_run(training_run)
+    assert killed.info.status == "FAILED" and "pipeline.crashed" in killed.data.tags, killed.info  # the retry closed it
     assert no_staging_left(config) == []
     page.goto(f"{running.airflow_url}/dags/{DAG}/runs/{run['dag_run_id']}")
     page.get_by_text("train_candidate").first.wait_for()
