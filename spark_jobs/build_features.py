@@ -69,11 +69,9 @@ def main(argv: list[str] | None = None) -> dict:
     key = job.hash_key(config.features.hash_key_env)
     job.check_today(plan)
     owns_session = SparkSession.getActiveSession() is None  # leave a caller's (a test's) session running
-    builder = SparkSession.builder
-    for key_, value in config.spark.jvm_conf().items():  # under spark-submit, its --conf already set these
-        builder = builder.config(key_, value)
     spark = (
-        builder.appName(f"build_features ds={plan.ds}")
+        SparkSession.builder.appName(f"build_features ds={plan.ds}")
+        .config(map=config.spark.jvm_conf())  # under spark-submit, its --conf already set these
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", str(config.features.shuffle_partitions))
         .config("spark.sql.redaction.string.regex", _REDACT_KEY_PADS)

@@ -96,11 +96,9 @@ def spark():
     from pipelines.config import load_config
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers use the test's virtualenv
-    builder = SparkSession.builder
-    for key, value in load_config().spark.jvm_conf().items():  # conf/test: the JIT's first tier only
-        builder = builder.config(key, value)
     session = (
-        builder.master("local[2]")
+        SparkSession.builder.master("local[2]")
+        .config(map=load_config().spark.jvm_conf())  # conf/test: the JIT's first tier only
         .appName("pytest")
         .config("spark.sql.shuffle.partitions", "1")
         .config("spark.default.parallelism", "2")

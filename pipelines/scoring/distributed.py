@@ -56,13 +56,12 @@ def scoring_session(master: str, ds: str, driver_memory: str, jvm_conf: dict[str
         yield active
         return
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # executors' Python: this virtualenv's
-    builder = (SparkSession.builder.master(master).appName(f"score_users ds={ds}")
+    session = (SparkSession.builder.master(master).appName(f"score_users ds={ds}")
                .config("spark.driver.memory", driver_memory)
                .config("spark.sql.session.timeZone", "UTC")
-               .config("spark.ui.showConsoleProgress", "false"))
-    for key, value in (jvm_conf or {}).items():  # the config's spark.java_options, for driver and executors
-        builder = builder.config(key, value)
-    session = builder.getOrCreate()
+               .config("spark.ui.showConsoleProgress", "false")
+               .config(map=jvm_conf or {})  # the config's spark.java_options, for driver and executors
+               .getOrCreate())
     try:
         yield session
     finally:
