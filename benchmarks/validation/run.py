@@ -9,6 +9,12 @@ seconds (workers' included), events per second, peak memory (the process tree's 
 sampled), the contract's cost, the workers' speed-up and whether they gave the same rows and
 reasons, and saves ``var/reports/bench-validation.json``. The goal: the contract adds less than
 20% to the day.
+
+``--suite-engines`` measures instead what moving the checks to Spark would give: the day is parsed
+once (``parse_part``, ``add_parsed_columns``; timed), then the same ``raw_events`` suite runs on GX's
+pandas engine and on its Spark engine (``local[*]``, the frame cached first; its conversion timed
+apart), alternating over ``--repeats`` rounds, and the two must fail the same rows for the same
+reasons. Saved to ``var/reports/bench-validation-engines.json``.
 """
 
 from __future__ import annotations
@@ -109,6 +115,70 @@ def _cpu_seconds() -> float:
     return times.user + times.system + times.children_user + times.children_system
 
 
+def measure_suite_engines(folder: Path, raw: Path, repeats: int) -> dict:
+    """The day parsed once, then the suite on GX's pandas and Spark engines side by side (see the module doc)."""
+    from pyspark.sql import SparkSession
+
+    from pipelines.validation.jsonl import iter_line_parts, parse_part
+    from pipelines.validation.raw_events_suite import (
+        add_parsed_columns,
+        as_spark_frame,
+        run_raw_events_checkpoint,
+    )
+
+    interval = (START - timedelta(days=1), START + timedelta(days=1))
+    started = time.perf_counter()
+    [part] = iter_line_parts(sorted(raw.glob("*.jsonl")), raw.parent, None)
+    lines = parse_part(part)
+    parsed_at = time.perf_counter()
+    frame = add_parsed_columns(lines.rows)
+    figures = {"events": len(frame), "parse_seconds": round(parsed_at - started, 2),
+               "parsed_columns_seconds": round(time.perf_counter() - parsed_at, 2)}
+    del part, lines
+    spark = (SparkSession.builder.master("local[*]").appName("bench-validation suite engines")
+             .config(map=load_config().spark.jvm_conf())
+             .config("spark.driver.memory", "8g").config("spark.sql.session.timeZone", "UTC")
+             .config("spark.ui.showConsoleProgress", "false").getOrCreate())
+    spark.sparkContext.setLogLevel("ERROR")
+    try:
+        started = time.perf_counter()
+        spark_frame = as_spark_frame(spark, frame).cache()
+        spark_frame.count()
+        figures["to_spark_seconds"] = round(time.perf_counter() - started, 2)
+        for engine, data in (("pandas", frame), ("spark", spark_frame)):  # warm-up: registration, first jobs
+            run_raw_events_checkpoint(folder / "gx", data.head(1000) if engine == "pandas" else data.limit(1000),
+                                      DS, *interval, engine=engine)
+        outcomes: dict[str, dict] = {}
+        for _ in range(repeats):
+            for engine, data in (("pandas", frame), ("spark", spark_frame)):
+                started = time.perf_counter()
+                outcome = run_raw_events_checkpoint(folder / "gx", data, DS, *interval, engine=engine, register=False)
+                seconds = time.perf_counter() - started
+                best = outcomes.get(engine)
+                if best is None or seconds < best["seconds"]:
+                    outcomes[engine] = {"seconds": round(seconds, 2), "failing_rows": outcome.failing_rows}
+    finally:
+        spark.stop()
+    same = outcomes["pandas"]["failing_rows"] == outcomes["spark"]["failing_rows"]
+    reasons = {reason: len(rows) for reason, rows in outcomes["spark"]["failing_rows"].items()}
+    return {**figures, **{f"suite_{engine}_seconds": outcome["seconds"] for engine, outcome in outcomes.items()},
+            "same_failing_rows": same, "reasons": reasons}
+
+
+def report_suite_engines(figures: dict) -> None:
+    events, pandas_s, spark_s = figures["events"], figures["suite_pandas_seconds"], figures["suite_spark_seconds"]
+    print(f"{'step':<34}{'seconds':>9}{'us/event':>10}")
+    for name, seconds in (("parse the lines (one process)", figures["parse_seconds"]),
+                          ("parsed columns (one process)", figures["parsed_columns_seconds"]),
+                          ("frame to Spark, cached", figures["to_spark_seconds"]),
+                          ("the suite on GX's pandas engine", pandas_s),
+                          ("the suite on GX's Spark engine", spark_s)):
+        print(f"{name:<34}{seconds:>9.1f}{seconds / events * 1e6:>10.1f}")
+    print(f"the suite on Spark takes {spark_s / pandas_s:.2f}x its time on pandas ({events:,} rows; the same failing "
+          f"rows and reasons: {figures['same_failing_rows']}); at 10M events a day that is some "
+          f"{spark_s / events * 1e7 / 60:.1f} min of checks on this machine's cores before any parsing")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000, help="events in the raw day")
@@ -117,7 +187,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="also validate with the contract in this many worker processes (1: skip)")
     parser.add_argument("--chunk-rows", type=int, default=250_000, help="lines per part (validation.chunk_rows)")
     parser.add_argument("--root", type=Path, help="where the day and outputs go (default: a temporary folder)")
+    parser.add_argument("--suite-engines", action="store_true",
+                        help="instead: the suite alone on GX's pandas and Spark engines, side by side")
     args = parser.parse_args(argv)
+    if args.suite_engines:
+        with tempfile.TemporaryDirectory(dir=args.root) as scratch:
+            raw = land_day(Path(scratch), args.events)
+            figures = measure_suite_engines(Path(scratch), raw, args.repeats)
+        report_suite_engines(figures)
+        report = load_config().layout.reports_dir / "bench-validation-engines.json"
+        write_json_atomic(report, figures)
+        print(f"saved {report}")
+        return 0 if figures["same_failing_rows"] else 1
     with tempfile.TemporaryDirectory(dir=args.root) as scratch:
         folder = Path(scratch)
         started = time.perf_counter()

@@ -222,25 +222,32 @@ def build_raw_events_suite(limits: RawLimits | None = None):
     ])
 
 
-def register_raw_events_checkpoint(gx_project_dir: Path, limits: RawLimits | None = None) -> None:
+ENGINES = ("pandas", "spark")  # GX's execution engine the checkpoint runs on; one suite for both
+
+
+def register_raw_events_checkpoint(gx_project_dir: Path, limits: RawLimits | None = None,
+                                   engine: str = "pandas") -> None:
     """Write the suite and checkpoint into the GX project, before parts are checked in other processes."""
-    _register_checkpoint(open_gx_context(gx_project_dir), limits or RawLimits())
+    _register_checkpoint(open_gx_context(gx_project_dir), limits or RawLimits(), engine)
 
 
 def run_raw_events_checkpoint(
-    gx_project_dir: Path, frame: pd.DataFrame, ds: str, interval_start: datetime, interval_end: datetime,
-    limits: RawLimits | None = None, register: bool = True,
+    gx_project_dir: Path, frame, ds: str, interval_start: datetime, interval_end: datetime,
+    limits: RawLimits | None = None, register: bool = True, engine: str = "pandas",
 ) -> CheckpointOutcome:
     """Validate ``frame`` through the ``raw_events`` checkpoint, which also updates the Data Docs.
 
+    ``frame`` is what ``add_parsed_columns`` built, as a pandas DataFrame (``engine="pandas"``) or as
+    a Spark DataFrame (``engine="spark"``, see ``as_spark_frame``): the same suite runs on GX's pandas
+    or Spark execution engine, and the failing rows come back the same way.
     ``register=False``: the checkpoint was registered already (``register_raw_events_checkpoint``), so
     several processes can run it at once without rewriting the project's files under each other.
     """
     from great_expectations.core.run_identifier import RunIdentifier
 
     context = open_gx_context(gx_project_dir)
-    checkpoint = (_register_checkpoint(context, limits or RawLimits()) if register
-                  else context.checkpoints.get(CHECKPOINT_NAME))
+    checkpoint = (_register_checkpoint(context, limits or RawLimits(), engine) if register
+                  else context.checkpoints.get(_engine_name(CHECKPOINT_NAME, engine)))
     result = checkpoint.run(
         batch_parameters={"dataframe": frame},
         expectation_parameters={"interval_start": interval_start, "interval_end": interval_end},
@@ -248,35 +255,68 @@ def run_raw_events_checkpoint(
     )
     [(result_id, suite_result)] = result.run_results.items()
     docs_path = data_docs_page(context, result_id)
-    return CheckpointOutcome(failing_rows=_failing_rows(suite_result, docs_path, frame), data_docs_path=docs_path)
+    return CheckpointOutcome(failing_rows=_failing_rows(suite_result, docs_path), data_docs_path=docs_path)
 
 
-def _register_checkpoint(context, limits: RawLimits):
+def as_spark_frame(spark, frame: pd.DataFrame):
+    """``frame`` (``add_parsed_columns``) as a Spark DataFrame for ``engine="spark"``: the same columns and rows.
+
+    The raw ``price`` goes as its JSON text (a column may hold numbers and text; no expectation reads
+    it, the checks use ``price_value`` and ``price_state``); ``event_time_utc`` as a UTC timestamp.
+    """
+    import json
+
+    import pyarrow as pa
+
+    types = {SOURCE_LINE: pa.int64(), ROW_NUMBER: pa.int64(), EVENT_TIME_UTC: pa.timestamp("us", tz="UTC"),
+             PRICE_VALUE: pa.float64()}
+    prices = [value if value is None or isinstance(value, str) else json.dumps(value)
+              for value in frame[PRICE].tolist()]
+    columns = {column: (prices if column == PRICE else
+                        frame[column].dt.as_unit("us") if column == EVENT_TIME_UTC else frame[column].to_numpy())
+               for column in GX_COLUMNS}
+    table = pa.table({column: pa.array(values, types.get(column, pa.string()), from_pandas=True)
+                      for column, values in columns.items()})
+    return spark.createDataFrame(table)
+
+
+def _engine_name(name: str, engine: str) -> str:
+    if engine not in ENGINES:
+        raise ValueError(f"engine={engine!r}: GX runs the raw events suite on one of {list(ENGINES)}")
+    return name if engine == "pandas" else f"{name}_{engine}"
+
+
+def _register_checkpoint(context, limits: RawLimits, engine: str = "pandas"):
     """Add what is missing; the suite and checkpoint are rewritten so the code stays their source."""
     import great_expectations as gx
     from great_expectations.checkpoint import UpdateDataDocsAction
 
-    if DATASOURCE_NAME not in context.data_sources.all():
-        context.data_sources.add_pandas(DATASOURCE_NAME)
-    datasource = context.data_sources.get(DATASOURCE_NAME)
+    datasource_name = _engine_name(DATASOURCE_NAME, engine)
+    if datasource_name not in context.data_sources.all():
+        (context.data_sources.add_pandas if engine == "pandas" else context.data_sources.add_spark)(datasource_name)
+    datasource = context.data_sources.get(datasource_name)
     if ASSET_NAME not in datasource.get_asset_names():
         datasource.add_dataframe_asset(ASSET_NAME)
     asset = datasource.get_asset(ASSET_NAME)
     if BATCH_NAME not in {batch.name for batch in asset.batch_definitions}:
         asset.add_batch_definition_whole_dataframe(BATCH_NAME)
     suite = context.suites.add_or_update(build_raw_events_suite(limits))
-    validation = context.validation_definitions.add_or_update(
-        gx.ValidationDefinition(name=VALIDATION_NAME, data=asset.get_batch_definition(BATCH_NAME), suite=suite))
+    validation = context.validation_definitions.add_or_update(gx.ValidationDefinition(
+        name=_engine_name(VALIDATION_NAME, engine), data=asset.get_batch_definition(BATCH_NAME), suite=suite))
     return context.checkpoints.add_or_update(gx.Checkpoint(
-        name=CHECKPOINT_NAME, validation_definitions=[validation],
+        name=_engine_name(CHECKPOINT_NAME, engine), validation_definitions=[validation],
         actions=[UpdateDataDocsAction(name="update_data_docs")],
         result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [ROW_NUMBER],
                        "partial_unexpected_count": 20},
     ))
 
 
-def _failing_rows(suite_result, docs_path: str, frame: pd.DataFrame) -> dict[str, list[int]]:
-    """Reason -> failing ROW_NUMBERs; an expectation that errored or fails without rows is a bug."""
+def _failing_rows(suite_result, docs_path: str) -> dict[str, list[int]]:
+    """Reason -> failing ROW_NUMBERs, in row order; an expectation that errored or fails without rows is a bug.
+
+    The contract's failing rows name their own reasons: GX's result entries carry the column's value
+    beside the row number, on either engine.
+    """
     failing: dict[str, list[int]] = {}
     for outcome in suite_result.results:
         config = outcome.expectation_config
@@ -289,14 +329,14 @@ def _failing_rows(suite_result, docs_path: str, frame: pd.DataFrame) -> dict[str
         if reason is None:
             raise RuntimeError(f"GX expectation {config.type} failed on the frame built by "
                                f"add_parsed_columns (a code bug, not a data problem); see {docs_path}")
-        rows = [int(entry[ROW_NUMBER]) for entry in outcome.result["unexpected_index_list"]]
+        entries = sorted(outcome.result["unexpected_index_list"], key=lambda entry: int(entry[ROW_NUMBER]))
         if reason != REASONS_IN_COLUMN:
-            failing[reason] = rows
+            failing[reason] = [int(entry[ROW_NUMBER]) for entry in entries]
             continue
         own: dict[str, list[int]] = {}
-        for row in rows:  # the contract's expectation: each failing row names its own reasons
-            for reason in frame[CONTRACT].iat[row].split(";"):
-                own.setdefault(reason, []).append(row)
+        for entry in entries:  # the contract's expectation: each failing row names its own reasons
+            for reason in entry[CONTRACT].split(";"):
+                own.setdefault(reason, []).append(int(entry[ROW_NUMBER]))
         # In the contract's own order, so a row's reasons never depend on the other rows of its frame.
         failing.update((reason, own[reason]) for reason in contract_reasons() if reason in own)
     return failing
