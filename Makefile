@@ -58,13 +58,13 @@ run: setup ## Land the demo clickstream, run the nightly DAG for DS end to end (
 land-demo: setup ## Only land the demo clickstream (raw/events) ending at DS
 	$(PY) -m pipelines land-demo --ds $(DS)
 
-test: setup ## Run the suite (unit, property, spark and e2e tiers; gpu tests skip without a GPU)
+test: setup redis-server ## Run the suite (unit, property, spark and e2e tiers; gpu tests skip without a GPU)
 	$(VENV)/bin/pytest $(XDIST) -m "not faults and not stack and not browser" $(PYTEST_ARGS)
 
 test-faults: setup ## The fault suite: every writing stage killed mid-write, broken inputs, two runs at once
 	$(VENV)/bin/pytest $(XDIST) -m faults $(PYTEST_ARGS)
 
-test-fast: setup ## Run only the fast tier (no Spark, no DAG runs)
+test-fast: setup redis-server ## Run only the fast tier (no Spark, no DAG runs)
 	$(VENV)/bin/pytest -m "not spark and not e2e and not gpu and not faults and not stack and not browser" $(PYTEST_ARGS)
 
 # --- The production stack as local processes (pipelines/local/stack.py; docker/compose.yaml is the same) ---
@@ -160,7 +160,7 @@ bench-publish: setup ## The publish task on 1M recommendation rows into an embed
 	$(PY) -m benchmarks.publishing.run $(BENCH_ARGS)
 bench-erasure: setup ## Erase 100 customers from the lake make run left (a copy), against erasing one: seconds, rows per store
 	$(PY) -m benchmarks.privacy.run $(BENCH_ARGS)
-bench-validation: setup ## validate_raw_events without and with the raw contract, and in worker processes, on one 1M-event day (BENCH_ARGS: --events N, --workers N)
+bench-validation: setup ## validate_raw_events without and with the raw contract, and in worker processes, on one 1M-event day (BENCH_ARGS: --events N, --workers N; --suite-engines: the suite on GX pandas vs Spark)
 	$(PY) -m benchmarks.validation.run $(BENCH_ARGS)
 bench-scale: setup ## Every nightly task on collector days of 100k, 1M and 10M events: seconds and peak GiB per stage (var/reports/bench-scale.json; BENCH_ARGS: --sizes, --days)
 	$(PY) -m benchmarks.scale.run $(BENCH_ARGS)

@@ -1,5 +1,8 @@
 """Atomic, crash-safe writes on the local or mounted filesystem: whole partitions and single text files.
 
+The files inside a partition are written through ``pipelines.filesystem``; the swap below needs a
+POSIX rename (the README says how a partition is committed on an object store instead).
+
 A stage writes its whole partition into a hidden staging folder next to the target, then swaps it in.
 Readers see the old partition or the new one, never a half-written one, and a rerun replaces rather
 than appends. The swap is one ``renameat2(RENAME_EXCHANGE)`` where the filesystem has it (Linux ext4,
@@ -31,6 +34,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from pipelines import filesystem as fs
 
 FAULT_POINT_ENV = "PIPELINE_FAULT_POINT"
 NO_EXCHANGE_ENV = "PIPELINE_IO_NO_EXCHANGE"  # "1": use the two-rename swap (tests of its recovery)
@@ -172,12 +177,18 @@ def staging_path_for(target: Path) -> Path:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary sibling and a rename: readers see all or nothing."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``text`` to ``path`` so that readers see all of it or the file before.
+
+    On a POSIX filesystem through a temporary sibling and a rename; on an object store one PUT is
+    atomic already (``pipelines.filesystem.write_text``).
+    """
+    if not fs.is_local(path):
+        fs.write_text(path, text)
+        return
+    path = Path(fs.resolve(path)[1])
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
+        fs.write_text(tmp, text)
         fault_point("text-staged")
         os.replace(tmp, path)
     finally:

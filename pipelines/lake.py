@@ -27,10 +27,10 @@ Nothing here imports from the stages; every stage, the Spark job and the tests i
 from __future__ import annotations
 
 import datetime as dt
-import json
 from pathlib import Path
 from typing import Any, Protocol
 
+from pipelines import filesystem as fs
 from pipelines.dates import window_bounds
 
 DAY_PREFIX = "dt="
@@ -220,23 +220,21 @@ class LakeLayout:
 
 
 def partition_path(root: Path, ds: str) -> Path:
-    """The Hive-style folder of one day, ``root/dt=YYYY-MM-DD``."""
-    return Path(root) / f"{DAY_PREFIX}{ds}"
+    """The Hive-style folder of one day, ``root/dt=YYYY-MM-DD`` (a URI for a URI root, else a ``Path``)."""
+    is_uri = isinstance(root, str) and "://" in root
+    return fs.join(root if is_uri else Path(root), f"{DAY_PREFIX}{ds}")
 
 
 def day_of(folder: Path) -> str:
     """``2026-11-27`` of ``.../dt=2026-11-27``."""
-    return Path(folder).name.removeprefix(DAY_PREFIX)
+    return fs.name_of(folder).removeprefix(DAY_PREFIX)
 
 
 def day_folders(root: Path) -> dict[str, Path]:
     """``{ds: folder}`` for every ``dt=YYYY-MM-DD`` folder directly under ``root`` (none if no root)."""
-    root = Path(root)
-    if not root.is_dir():
-        return {}
     found = {}
-    for child in root.iterdir():
-        if not (child.is_dir() and child.name.startswith(DAY_PREFIX)):
+    for child in fs.list_dir(root, kind="dir"):
+        if not fs.name_of(child).startswith(DAY_PREFIX):
             continue
         try:
             dt.date.fromisoformat(day_of(child))
@@ -260,7 +258,7 @@ def partitions_between(root: Path, first: str, last: str) -> list[Path]:
 def latest_partition_before(root: Path, ds: str, required_child: str) -> Path | None:
     """The most recent ``root/dt=D`` with D < ds that holds ``required_child``; None if there is none."""
     folders = day_folders(root)
-    earlier = [day for day in sorted(folders) if day < ds and (folders[day] / required_child).is_dir()]
+    earlier = [day for day in sorted(folders) if day < ds and fs.is_dir(fs.join(folders[day], required_child))]
     return folders[earlier[-1]] if earlier else None
 
 
@@ -270,18 +268,16 @@ def read_record(path: Path, since: dt.datetime | None = None) -> dict[str, Any]:
     A record that exists but cannot be parsed reads as a failed check, so nothing downstream mistakes
     it for a pass.
     """
-    path = Path(path)
     if not is_fresh(path, since):
         return {}
     try:
-        return json.loads(path.read_text())
+        return fs.read_json(path)
     except ValueError:
         return {"success": False, "failures": [f"{path}: unreadable record"]}
 
 
 def is_fresh(path: Path, since: dt.datetime | None) -> bool:
     """``path`` exists and (when ``since`` is given) was written after ``since`` (1 s of clock slack)."""
-    path = Path(path)
-    if not path.exists():
+    if not fs.exists(path):
         return False
-    return since is None or path.stat().st_mtime >= since.timestamp() - 1
+    return since is None or fs.modified_at(path) >= since.timestamp() - 1

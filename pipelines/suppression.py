@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines import columns as C
+from pipelines import filesystem as fs
 
 _DOMAIN = b"suppression\x00"
 _ID_FIELDS = re.compile(rf'"(?:{C.USER_ID}|{C.EMAIL})"\s*:\s*"([^"\\]*)"')
@@ -52,24 +53,16 @@ def ids_in_line(text: str | None) -> list[str]:
 
 def read_suppressed(path: Path) -> set[str]:
     """The digests of the list at ``path`` (``LakeLayout.suppression_list``); empty when there is none."""
-    path = Path(path)
-    if not path.exists():
-        return set()
-    return {json.loads(line)["digest"] for line in path.read_text().splitlines() if line.strip()}
+    return {entry["digest"] for entry in fs.read_json_lines(path)}
 
 
 def append_suppressed(path: Path, entries: list[dict[str, Any]]) -> int:
     """Add entries whose digest is not listed yet (idempotent); returns how many were added."""
-    path = Path(path)
     known = read_suppressed(path)
     new = [entry for entry in entries if entry["digest"] not in known]
     new = list({entry["digest"]: entry for entry in new}.values())
     if new:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8") as handle:
-            handle.writelines(json.dumps(entry, sort_keys=True) + "\n" for entry in new)
-            handle.flush()
-            os.fsync(handle.fileno())
+        fs.append_text(path, "".join(json.dumps(entry, sort_keys=True) + "\n" for entry in new))
     return len(new)
 
 

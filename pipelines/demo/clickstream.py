@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipelines import filesystem as fs
 from pipelines.columns import EVENT_TYPES, RAW_COLUMNS, SEARCH
 from pipelines.demo.sessions import CAMPAIGNS, SEARCH_PREFIXES, DayEvents, generate_day
 from pipelines.demo.world import (
@@ -101,7 +102,7 @@ def _write_catalog(catalog_root: Path, day: date, catalog: DemoCatalog, seed: in
 def _write_day(raw_events_root: Path, day: date, lines: list[str]) -> Path:
     target = partition_path(raw_events_root, day.isoformat())
     with atomic_partition(target) as staging:
-        (staging / EVENTS_FILE_NAME).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        fs.write_text(staging / EVENTS_FILE_NAME, "\n".join(lines) + "\n")
     return target / EVENTS_FILE_NAME
 
 

@@ -23,6 +23,7 @@ from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from pipelines import columns as C
+from pipelines import filesystem as fs
 from pipelines import lake
 from pipelines.dates import shift
 from pipelines.features import cleaning, transforms
@@ -69,7 +70,7 @@ def plan_days(validated_root: Path, features_root: Path, ds: str, window_days: i
     for folder in lake.window_partitions(validated_root, ds, window_days):
         day = lake.day_of(folder)
         stored = Path(features_root) / folder.name
-        if day != ds and _signature_of(stored) == signature and (stored / EVENTS_DIR).is_dir():
+        if day != ds and _signature_of(stored) == signature and fs.is_dir(stored / EVENTS_DIR):
             reuse[day] = stored / EVENTS_DIR
         else:
             compute.append(folder)
@@ -78,7 +79,7 @@ def plan_days(validated_root: Path, features_root: Path, ds: str, window_days: i
 
 def _signature_of(features_partition: Path) -> str | None:
     try:
-        return json.loads((features_partition / lake.FEATURE_STATS).read_text()).get("clean_signature")
+        return fs.read_json(fs.join(features_partition, lake.FEATURE_STATS)).get("clean_signature")
     except (FileNotFoundError, ValueError):
         return None
 

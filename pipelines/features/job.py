@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from pipelines import columns as C
+from pipelines import filesystem as fs
 from pipelines import lake
 from pipelines.config import PipelineConfig
 from pipelines.dates import window_bounds
@@ -81,7 +81,7 @@ def hash_key(env_name: str, env: dict[str, str] | None = None) -> bytes:
 
 def check_today(job: JobRun) -> None:
     today = partition_path(job.validated_root, job.ds)
-    if not today.is_dir():
+    if not fs.is_dir(today):
         raise FeatureJobError(
             f"build_features: {today} does not exist: there are no validated events for ds={job.ds}. "
             f"Run the validation task for {job.ds} first, then rerun this job.")
@@ -129,7 +129,7 @@ def _write(df: DataFrame, path: Path) -> None:
 # totals), and an Observation on a write waits for Spark's listener bus after it; these reads cost
 # neither (README, "Sizing").
 def _column(folder: Path, name: str):
-    return pq.read_table(folder, columns=[name]).column(name)
+    return fs.read_parquet(folder, columns=[name]).column(name)
 
 
 def _totals_from_tables(staging: Path) -> dict[str, int]:
@@ -170,7 +170,7 @@ def volume(job: JobRun, events_today: int) -> dict[str, Any]:
     """Today's landed volume against the median of the window's other days (from validation's counts)."""
     others = [read_record(folder / lake.COUNTS_FILE).get("rows_accepted", 0)
               for folder in lake.window_partitions(job.validated_root, job.ds, job.window_days)
-              if lake.day_of(folder) != job.ds and (folder / lake.COUNTS_FILE).exists()]
+              if lake.day_of(folder) != job.ds and fs.exists(folder / lake.COUNTS_FILE)]
     median = statistics.median(others) if others else None
     ratio = round(events_today / median, 2) if median else None
     alert = ratio is not None and ratio >= VOLUME_ALERT_FACTOR

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -10,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.dataset as ds_api
-import pyarrow.parquet as pq
 
 from pipelines import columns as C
+from pipelines import filesystem as fs
 from pipelines import lake
 from pipelines.features.content_digest import tables_digest
 from pipelines.lake import partition_path
@@ -41,15 +39,15 @@ class FeaturePartition:
     @cached_property
     def sequences(self) -> pa.Table:
         """USER_KEY, USER_BUCKET, ITEM_SEQ, PURCHASED_ITEMS, ...: the whole table, sorted by USER_KEY."""
-        return _read(self.path / lake.SEQUENCES, self.ds).sort_by(C.USER_KEY)
+        return _read(fs.join(self.path, lake.SEQUENCES), self.ds).sort_by(C.USER_KEY)
 
     def sequence_batches(self, columns: list[str] | None = None, batch_rows: int = 65_536
                          ) -> Iterator[pa.RecordBatch]:
         """The sequences as record batches of at most ``batch_rows`` rows, in file order (not sorted),
         read as they are consumed: memory holds one batch, whatever the day's number of users."""
-        folder = self.path / lake.SEQUENCES
+        folder = fs.join(self.path, lake.SEQUENCES)
         try:
-            yield from ds_api.dataset(folder, format="parquet").to_batches(
+            yield from fs.parquet_dataset(folder).to_batches(
                 columns=columns, batch_size=batch_rows, batch_readahead=1, fragment_readahead=1)
         except (pa.ArrowInvalid, OSError) as err:
             raise _damaged(folder, self.ds, err) from None
@@ -58,7 +56,7 @@ class FeaturePartition:
     def digest(self) -> str:
         """A content digest of the training data (not of file names or row order), stable across
         rewrites; computed batch by batch, so it never holds the sequences whole."""
-        schema = ds_api.dataset(self.path / lake.SEQUENCES, format="parquet").schema
+        schema = fs.parquet_dataset(fs.join(self.path, lake.SEQUENCES)).schema
         return tables_digest([(schema, self.sequence_batches()), (self.vocab.schema, self.vocab.to_batches())])
 
 
@@ -66,38 +64,38 @@ def load_feature_partition(features_root: Path, ds: str) -> FeaturePartition:
     """Load ``features_root/dt=<ds>`` (vocabulary and stats; the sequences' footers); fail with what to
     run if it is not there or damaged."""
     path = partition_path(features_root, ds)
-    stats_file = path / lake.FEATURE_STATS
-    if not stats_file.exists():
+    stats_file = fs.join(path, lake.FEATURE_STATS)
+    if not fs.exists(stats_file):
         raise FeaturesMissingError(
             f"{path}: no features for {ds} (missing {lake.FEATURE_STATS}); run the build_features task "
             f"for this date first (or the whole DAG: make run DS={ds})")
-    num_sequences = count_rows(path / lake.SEQUENCES, ds)
-    vocab = _read(path / lake.ITEM_VOCAB, ds).sort_by(C.ITEM_IDX)
-    stats = json.loads(stats_file.read_text())
+    num_sequences = count_rows(fs.join(path, lake.SEQUENCES), ds)
+    vocab = _read(fs.join(path, lake.ITEM_VOCAB), ds).sort_by(C.ITEM_IDX)
+    stats = fs.read_json(stats_file)
     for rows, name in ((num_sequences, lake.SEQUENCES), (vocab.num_rows, lake.ITEM_VOCAB)):
         expected = stats.get("users_with_sequences" if name == lake.SEQUENCES else "items")
         if expected is not None and rows != expected:
             raise FeaturesMissingError(
-                f"{path / name}: {rows} rows but {stats_file.name} recorded {expected}; the partition is "
+                f"{fs.join(path, name)}: {rows} rows but {lake.FEATURE_STATS} recorded {expected}; the partition is "
                 f"damaged (never read short). Rerun the build_features task for {ds}")
     return FeaturePartition(ds=ds, path=path, vocab=vocab, stats=stats, num_sequences=num_sequences)
 
 
 def count_rows(folder: Path, ds: str) -> int:
     """Rows of the Parquet files in ``folder``, from their footers (every footer is read: a damaged file fails)."""
-    files = sorted(folder.glob("*.parquet"))
+    files = fs.list_dir(folder, suffix=".parquet")
     if not files:
         raise FeaturesMissingError(
             f"{folder}: no Parquet files; the feature partition of {ds} is incomplete. Rerun the "
             f"build_features task for {ds} (or the whole DAG: make run DS={ds})")
     try:
-        return sum(pq.ParquetFile(file).metadata.num_rows for file in files)
+        return sum(fs.parquet_file(file).metadata.num_rows for file in files)
     except (pa.ArrowInvalid, OSError) as err:
         raise _damaged(folder, ds, err) from None
 
 
 def _damaged(folder: Path, ds: str, err: Exception) -> FeaturesMissingError:
-    broken = next((f for f in sorted(folder.glob("*.parquet")) if not _readable(f)), folder)
+    broken = next((f for f in fs.list_dir(folder, suffix=".parquet") if not _readable(f)), folder)
     return FeaturesMissingError(
         f"{broken}: cannot be read ({str(err).splitlines()[0][:200]}); the feature partition of {ds} is "
         f"damaged. Rerun the build_features task for {ds} (or the whole DAG: make run DS={ds})")
@@ -106,14 +104,14 @@ def _damaged(folder: Path, ds: str, err: Exception) -> FeaturesMissingError:
 def _read(folder: Path, ds: str) -> pa.Table:
     """A table of the partition, or an error that names the file that cannot be read."""
     try:
-        return pq.read_table(folder)
+        return fs.read_parquet(folder)
     except (pa.ArrowInvalid, OSError) as err:
         raise _damaged(folder, ds, err) from None
 
 
 def _readable(file: Path) -> bool:
     try:
-        pq.ParquetFile(file).metadata  # noqa: B018 - reading the footer is the check
+        fs.parquet_file(file).metadata  # noqa: B018 - reading the footer is the check
     except (pa.ArrowInvalid, OSError):
         return False
     return True

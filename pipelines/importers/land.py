@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipelines import columns as C
+from pipelines import filesystem as fs
 from pipelines.importers.convert import DAY, OrderState, convert_chunk
 from pipelines.importers.mapping import Mapping
 from pipelines.importers.readers import ImportFailed, read_chunks
@@ -95,8 +96,8 @@ def _convert_all(mapping, mapping_path, input_path, raw_root, name, staged, resu
                 folder = partition_path(raw_root, day)
                 folder.mkdir(parents=True, exist_ok=True)
                 staged[day] = folder / f".{name}.{uuid.uuid4().hex[:8]}.tmp"  # not *.jsonl: never read half-written
-            with staged[day].open("a", encoding="utf-8") as handle:
-                handle.write(rows[list(C.RAW_COLUMNS)].to_json(orient="records", lines=True, force_ascii=False))
+            fs.append_text(staged[day], rows[list(C.RAW_COLUMNS)].to_json(orient="records", lines=True,
+                                                                           force_ascii=False))
             result.days[day] = result.days.get(day, 0) + len(rows)
     quarantine = pd.concat(refused, ignore_index=True) if refused else pd.DataFrame()
     result.quarantined = len(quarantine)

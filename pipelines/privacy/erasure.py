@@ -30,6 +30,7 @@ import logging
 from collections import Counter, defaultdict
 from typing import Any
 
+from pipelines import filesystem as fs
 from pipelines import lake
 from pipelines.config import PipelineConfig
 from pipelines.privacy.requests import DONE, ERASE, FAILED, NOT_FOUND, finish_request, pending_requests
@@ -110,7 +111,9 @@ def _erase_lake(config: PipelineConfig, subjects: list[Subject], counts: dict[st
                                                      blank_lines=True))
         _add(counts, "quarantine", rewrite_partition(lake.partition_path(layout.quarantine, day), raw_zone))
     if raw_zone:
-        for path in sorted(layout.imports.glob("*/*/quarantine.jsonl")):
+        for path in [path for source in fs.list_dir(layout.imports, kind="dir", hidden=True)
+                     for upload in fs.list_dir(source, kind="dir", hidden=True)
+                     for path in [fs.join(upload, "quarantine.jsonl")] if fs.is_file(path)]:
             _add(counts, "imports", rewrite_single_file(path, raw_zone))
     for day in sorted(set().union(*(subject.days for subject in subjects))):
         _add(counts, "validated", rewrite_partition(lake.partition_path(layout.validated_events, day), everyone))

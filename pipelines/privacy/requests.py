@@ -24,12 +24,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import re
 import uuid
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from pipelines import filesystem as fs
 from pipelines.config import PipelineConfig
 from pipelines.io import write_json_atomic, write_text_atomic
 from pipelines.lake import LakeLayout
@@ -113,8 +113,8 @@ def accept_requests(config: PipelineConfig, extra: list[dict[str, Any]] | None =
     layout = config.layout
     key = _key(config)
     accepted, refused = [], []
-    sources = [(path, path.read_text(encoding="utf-8", errors="replace").splitlines())
-               for path in sorted(layout.privacy_requests.glob("*.jsonl"))]
+    sources = [(path, fs.read_text(path, errors="replace").splitlines())
+               for path in fs.list_dir(layout.privacy_requests, suffix=".jsonl", hidden=True)]
     sources.append((None, [json.dumps(payload) for payload in extra or []]))
     for path, lines in sources:
         for number, line in enumerate(lines, start=1):
@@ -141,7 +141,7 @@ def accept_requests(config: PipelineConfig, extra: list[dict[str, Any]] | None =
 
 def _take_in(layout: LakeLayout, request: ErasureRequest, key: bytes, now: dt.datetime) -> None:
     pending = layout.privacy_pending / f"{request.request_id}.json"
-    if pending.exists() or request.request_id in latest_statuses(layout):
+    if fs.exists(pending) or request.request_id in latest_statuses(layout):
         return  # taken in already (intake killed before it removed the file)
     digest = suppression_digest(request.customer_id, key)
     append_suppressed(layout.suppression_list, [{"digest": digest, "request_id": request.request_id,
@@ -153,7 +153,8 @@ def _take_in(layout: LakeLayout, request: ErasureRequest, key: bytes, now: dt.da
 
 def pending_requests(layout: LakeLayout) -> list[ErasureRequest]:
     """The requests taken in and not done yet, oldest first."""
-    requests = [ErasureRequest(**json.loads(path.read_text())) for path in layout.privacy_pending.glob("*.json")]
+    requests = [ErasureRequest(**fs.read_json(path))
+                for path in fs.list_dir(layout.privacy_pending, suffix=".json", hidden=True)]
     return sorted(requests, key=lambda request: (request.requested_at, request.request_id))
 
 
@@ -163,24 +164,16 @@ def finish_request(layout: LakeLayout, request: ErasureRequest, status: str, cou
     now = now or dt.datetime.now(dt.UTC)
     entry = {**request.audit_fields(), "status": status, "counts": counts, "at": now.isoformat(timespec="seconds")}
     append_audit(layout, entry)
-    (layout.privacy_pending / f"{request.request_id}.json").unlink(missing_ok=True)
+    fs.remove(layout.privacy_pending / f"{request.request_id}.json")
     return entry
 
 
 def append_audit(layout: LakeLayout, entry: dict[str, Any]) -> None:
-    path = layout.privacy_audit
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps(entry, sort_keys=True, default=str) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    fs.append_text(layout.privacy_audit, json.dumps(entry, sort_keys=True, default=str) + "\n")
 
 
 def audit_entries(layout: LakeLayout) -> list[dict[str, Any]]:
-    path = layout.privacy_audit
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return fs.read_json_lines(layout.privacy_audit)
 
 
 def latest_statuses(layout: LakeLayout) -> dict[str, dict[str, Any]]:

@@ -14,11 +14,11 @@ counted suppressed rows.
 from __future__ import annotations
 
 import logging
-import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from pipelines import filesystem as fs
 from pipelines import lake
 from pipelines.config import PipelineConfig
 from pipelines.dates import shift
@@ -39,7 +39,7 @@ def apply_retention(config: PipelineConfig, ds: str) -> dict[str, Any]:
         for day, folder in sorted(lake.day_folders(root).items()):
             if day < oldest_kept:
                 with partition_lock(folder):
-                    shutil.rmtree(folder)
+                    fs.remove(folder)
                 deleted.setdefault(zone, []).append(day)
     if deleted:
         log.info("retention (%s days before %s): deleted %s", config.privacy.raw_retention_days, ds,
@@ -60,23 +60,23 @@ def sweep_suppressed(config: PipelineConfig, days: list[str] | None = None) -> d
     blanked = Counter()
     for day in sorted(days):
         folder = lake.partition_path(layout.raw_events, day)
-        if not folder.is_dir():
+        if not fs.is_dir(folder):
             continue
         with partition_lock(folder):
-            for path in sorted(folder.glob("*.jsonl")):
+            for path in fs.list_dir(folder, suffix=".jsonl", hidden=True):
                 blanked[day] += _blank_lines(path, suppressions)
     return {day: n for day, n in blanked.items() if n}
 
 
 def _blank_lines(path: Path, suppressions: Suppressions) -> int:
-    lines = path.read_bytes().split(b"\n")
+    lines = fs.read_bytes(path).split(b"\n")
     blanked = 0
     for number, raw in enumerate(lines):
         if raw.strip() and any(value in suppressions for value in ids_in_line(raw.decode("utf-8", errors="replace"))):
             lines[number] = b""
             blanked += 1
     if blanked:
-        tmp = path.with_name(f".{path.name}.sweep.tmp")
-        tmp.write_bytes(b"\n".join(lines))
-        tmp.replace(path)
+        tmp = fs.join(fs.parent(path), f".{fs.name_of(path)}.sweep.tmp")
+        fs.write_bytes(tmp, b"\n".join(lines))
+        fs.move(tmp, path)
     return blanked

@@ -30,7 +30,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines import columns as C
-from pipelines.io import PartitionBusy, partition_lock, publish_partition, staging_path_for
+from pipelines import filesystem as fs
+from pipelines.io import PartitionBusy, partition_lock, publish_partition, staging_path_for, write_json_atomic
 from pipelines.lake import COUNTS_FILE, PART_FILE
 
 ERASED = "[erased]"
@@ -98,12 +99,12 @@ class Matcher:
 
 def filter_parquet(path: Path, matcher: Matcher) -> tuple[pa.Table | None, Counter]:
     """The file's rows less the subjects' (None when it holds none of them), and the rows removed per request."""
-    schema = pq.read_schema(path)
+    schema = fs.parquet_file(path).schema_arrow
     columns = matcher.columns_of(schema)
     text_column = C.RAW_LINE if C.RAW_LINE in schema.names else None
     if not columns and not text_column:
         return None, Counter()
-    probe = pq.read_table(path, columns=[*columns, *([text_column] if text_column else [])])
+    probe = fs.read_parquet(path, columns=[*columns, *([text_column] if text_column else [])])
     hit = pa.array([False] * probe.num_rows, pa.bool_())
     for name, values in columns.items():
         column = probe.column(name)
@@ -117,7 +118,7 @@ def filter_parquet(path: Path, matcher: Matcher) -> tuple[pa.Table | None, Count
     removed = Counter(owner for owner in owners if owner)
     if not removed:
         return None, removed
-    table = pq.read_table(path)
+    table = fs.read_parquet(path)
     keep = pa.array([owner is None for owner in owners], pa.bool_())
     return table.filter(keep).replace_schema_metadata(table.schema.metadata), removed
 
@@ -204,15 +205,16 @@ def scrub_text_bytes(data: bytes, matcher: Matcher) -> tuple[bytes | None, Count
 
 def rewrite_file_bytes(path: Path, matcher: Matcher, blank_lines: bool = False) -> tuple[bytes | None, Counter]:
     """What ``path`` becomes without the subjects (None: unchanged), by its kind."""
-    if path.suffix == ".parquet":
+    suffix = Path(fs.name_of(path)).suffix
+    if suffix == ".parquet":
         table, removed = filter_parquet(path, matcher)
         if table is None:
             return None, removed
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink, **_same_encoding(path))
         return sink.getvalue().to_pybytes(), removed
-    data = path.read_bytes()
-    if path.suffix == ".jsonl":
+    data = fs.read_bytes(path)
+    if suffix == ".jsonl":
         return filter_json_lines(data, matcher, blank_lines)
     return scrub_text_bytes(data, matcher)
 
@@ -220,7 +222,7 @@ def rewrite_file_bytes(path: Path, matcher: Matcher, blank_lines: bool = False) 
 def _same_encoding(path: Path) -> dict:
     """Write options that keep the source's physical types: Spark writes timestamps as INT96 by default,
     and reads a folder whose files disagree on it as an error."""
-    schema = pq.ParquetFile(path).schema
+    schema = fs.parquet_file(path).schema
     int96 = any(schema.column(i).physical_type == "INT96" for i in range(len(schema)))
     return {"use_deprecated_int96_timestamps": True} if int96 else {"coerce_timestamps": "us",
                                                                     "allow_truncated_timestamps": False}
@@ -246,7 +248,7 @@ def rewrite_partition(target: Path, matcher: Matcher, *, blank_lines: bool = Fal
                 if changed is None:
                     _link_or_copy(path, destination)
                     continue
-                destination.write_bytes(changed)
+                fs.write_bytes(destination, changed)
                 changed_files.add(path)
                 removed.update(counts)
                 if path.name == PART_FILE:
@@ -272,13 +274,12 @@ def rewrite_partition(target: Path, matcher: Matcher, *, blank_lines: bool = Fal
 
 def rewrite_single_file(path: Path, matcher: Matcher, blank_lines: bool = False) -> Counter:
     """One file outside a day partition (an import's quarantine, a log, a Data Docs page), replaced atomically."""
-    path = Path(path)
     changed, counts = rewrite_file_bytes(path, matcher, blank_lines)
     if changed is None:
         return Counter()
-    tmp = path.with_name(f".{path.name}.erasure.tmp")
-    tmp.write_bytes(changed)
-    os.replace(tmp, path)
+    tmp = fs.join(fs.parent(path), f".{fs.name_of(path)}.erasure.tmp")
+    fs.write_bytes(tmp, changed)
+    fs.move(tmp, path)
     return counts
 
 
@@ -305,15 +306,13 @@ def _link_or_copy(source: Path, destination: Path) -> None:
 
 def _adjust_counts(path: Path, rows_removed: int) -> None:
     """A validated partition's ``_counts.json``: the erased rows leave rows_accepted and rows_in."""
-    if not path.exists() or not rows_removed:
+    if not fs.exists(path) or not rows_removed:
         return
-    counts = json.loads(path.read_text())
+    counts = fs.read_json(path)
     counts["rows_accepted"] = counts.get("rows_accepted", 0) - rows_removed
     counts["rows_in"] = counts.get("rows_in", 0) - rows_removed
     counts["rows_erased"] = counts.get("rows_erased", 0) + rows_removed
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(counts, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
+    write_json_atomic(path, counts)
 
 
 class _writer_lock:

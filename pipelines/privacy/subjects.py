@@ -17,9 +17,9 @@ import re
 from dataclasses import dataclass, field
 
 import pandas as pd
-import pyarrow.parquet as pq
 
 from pipelines import columns as C
+from pipelines import filesystem as fs
 from pipelines import lake
 from pipelines.config import PipelineConfig
 from pipelines.privacy.requests import ErasureRequest
@@ -71,10 +71,10 @@ def resolve_subjects(config: PipelineConfig, requests: list[ErasureRequest], key
 
 
 def _index_columns(folder) -> pd.DataFrame:
-    files = sorted(folder.glob("*.parquet"))
+    files = fs.list_dir(folder, suffix=".parquet", hidden=True)
     if not files:
         return pd.DataFrame(columns=list(_INDEX_COLUMNS))
-    frames = [pq.read_table(path, columns=list(_INDEX_COLUMNS)).to_pandas() for path in files]
+    frames = [fs.read_parquet(path, columns=list(_INDEX_COLUMNS)).to_pandas() for path in files]
     return pd.concat(frames, ignore_index=True)
 
 

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from pipelines import columns as C
+from pipelines import filesystem as fs
 from pipelines import lake
 from pipelines.config import PipelineConfig
 from pipelines.suppression import Suppressions
@@ -74,7 +74,7 @@ def customer_index(config: PipelineConfig, ds: str, key: bytes) -> CustomerIndex
             f"window ending {ds}, so no user key can be mapped to a customer id; run validate_raw_events for {ds}")
     user_ids: set[str] = set()
     for folder in folders:
-        column = pq.read_table(folder, columns=[C.USER_ID]).column(C.USER_ID)
+        column = fs.read_parquet(folder, columns=[C.USER_ID]).column(C.USER_ID)
         user_ids.update(pc.unique(column.drop_null() if isinstance(column, pa.ChunkedArray) else column).to_pylist())
     anonymous_pattern = re.compile(config.publishing.anonymous_user_ids)
     limit = config.publishing.max_customer_id_length

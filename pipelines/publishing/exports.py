@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from pipelines import filesystem as fs
 from pipelines.io import atomic_partition
 
 RECOMMENDATIONS_FILE = "recommendations.jsonl"
@@ -38,9 +39,8 @@ def write_exports(target: Path, recommendations: pa.Table, audiences: pa.Table) 
 
 
 def _write_lines(path: Path, groups: dict[str, tuple[list, list]], line) -> None:
-    with path.open("w", encoding="utf-8") as out:
-        for key, (values, scores) in groups.items():
-            out.write(json.dumps(line(key, values, scores), ensure_ascii=False) + "\n")
+    fs.write_text(path, "".join(json.dumps(line(key, values, scores), ensure_ascii=False) + "\n"
+                                for key, (values, scores) in groups.items()))
 
 
 def _grouped(table: pa.Table, key: str, value: str, score: str) -> dict[str, tuple[list, list]]:

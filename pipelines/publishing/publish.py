@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipelines import columns as C
+from pipelines import filesystem as fs
 from pipelines.config import PipelineConfig
 from pipelines.io import atomic_partition, write_json_atomic
 from pipelines.lake import PART_FILE, partition_path
@@ -85,10 +85,10 @@ def _read_outputs(config: PipelineConfig, ds: str) -> tuple[pa.Table, pa.Table]:
     tables = []
     for root in (config.layout.recommendations, config.layout.audiences):
         folder = partition_path(root, ds)
-        if not (folder / PART_FILE).exists():
+        if not fs.exists(folder / PART_FILE):
             raise OutputsMissingError(f"{folder}: no {PART_FILE}, so there is nothing to publish for {ds}; run the "
                                       f"score_users task for {ds} first (clear it and its downstream in the UI)")
-        tables.append(pq.read_table(folder / PART_FILE))
+        tables.append(fs.read_parquet(folder / PART_FILE))
     return tables[0], tables[1]
 
 
@@ -121,6 +121,6 @@ def _quarantine(config: PipelineConfig, ds: str, too_long: dict[str, str]) -> No
                       C.QUARANTINE_REASON: pa.array([f"{TOO_LONG}: longer than {limit} characters "
                                                      "(publishing.max_customer_id_length)"] * len(too_long))})
     with atomic_partition(partition_path(config.layout.publishing_quarantine, ds)) as staging:
-        pq.write_table(table, staging / PART_FILE)
+        fs.write_parquet(table, staging / PART_FILE)
     log.warning("publish %s: %s customer ids longer than %s characters quarantined to %s", ds, len(too_long),
                 limit, partition_path(config.layout.publishing_quarantine, ds))

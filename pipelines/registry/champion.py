@@ -14,6 +14,7 @@ import logging
 import os
 from typing import Any
 
+from pipelines import filesystem as fs
 from pipelines import lake
 from pipelines.config import PipelineConfig
 from pipelines.io import write_json_atomic, write_text_atomic
@@ -35,10 +36,7 @@ def current_user() -> str:
 
 
 def read_history(config: PipelineConfig) -> list[dict[str, Any]]:
-    path = config.layout.champion_history
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return fs.read_json_lines(config.layout.champion_history)
 
 
 def append_history(config: PipelineConfig, entry: dict[str, Any]) -> dict[str, Any]:
@@ -85,7 +83,7 @@ def move_champion(config: PipelineConfig, version: str, *, action: str, ds: str 
 def later_days_decided(config: PipelineConfig, ds: str) -> list[str]:
     """Days after ``ds`` whose gate already decided, or for which the champion was moved."""
     decided = {day for day in lake.day_folders(config.layout.evaluations)
-               if config.layout.decision_record(day).exists()}
+               if fs.exists(config.layout.decision_record(day))}
     decided |= {entry["ds"] for entry in read_history(config) if entry.get("ds")}
     return sorted(day for day in decided if day > ds)
 

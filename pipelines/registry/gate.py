@@ -21,6 +21,7 @@ import logging
 import math
 from typing import Any
 
+from pipelines import filesystem as fs
 from pipelines import lake
 from pipelines.config import PipelineConfig
 from pipelines.io import write_json_atomic
@@ -153,7 +154,7 @@ def _check_data(config: PipelineConfig, ds: str) -> list[str]:
     reasons = []
     for check in lake.DATA_CHECKS:
         record = config.layout.check_record(ds, check)
-        if not record.exists():
+        if not fs.exists(record):
             reasons.append(f"no {check} data-check record at {record} (fail closed)")
         elif not lake.read_record(record).get("success"):
             reasons.append(f"{check} data checks failed or their record is unreadable (see {record})")

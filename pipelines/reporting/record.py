@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from pipelines import columns as C
+from pipelines import filesystem as fs
 from pipelines import lake
 from pipelines.config import PipelineConfig
 from pipelines.dates import trailing_days
@@ -137,12 +138,10 @@ def training_curves(config: PipelineConfig, evaluation: dict[str, Any]) -> dict[
 
 def recommendation_profile(config: PipelineConfig, ds: str) -> dict[str, Any]:
     """Rows, users and model versions of the day's recommendations, catalogue coverage and popularity bias."""
-    import pyarrow.parquet as pq
-
     from pipelines.features.store import load_feature_partition
 
-    table = pq.read_table(partition_path(config.layout.recommendations, ds),
-                          columns=[C.USER_KEY, C.ITEM_IDX, C.MODEL_VERSION])
+    table = fs.read_parquet(partition_path(config.layout.recommendations, ds),
+                            columns=[C.USER_KEY, C.ITEM_IDX, C.MODEL_VERSION])
     profile = {"rows": int(table.num_rows), "users": len(table.column(C.USER_KEY).unique()),
                "model_versions": sorted(table.column(C.MODEL_VERSION).unique().to_pylist())}
     try:
@@ -166,12 +165,10 @@ def recommendation_profile(config: PipelineConfig, ds: str) -> dict[str, Any]:
 
 def audience_sizes(config: PipelineConfig, ds: str) -> dict[str, int]:
     """{campaign: users in its audience} of the day ({} if none were written)."""
-    import pyarrow.parquet as pq
-
     folder = partition_path(config.layout.audiences, ds)
-    if not (folder / PART_FILE).exists():
+    if not fs.exists(folder / PART_FILE):
         return {}
-    campaigns = pq.read_table(folder, columns=[C.CAMPAIGN]).column(C.CAMPAIGN).value_counts().to_pylist()
+    campaigns = fs.read_parquet(folder, columns=[C.CAMPAIGN]).column(C.CAMPAIGN).value_counts().to_pylist()
     return {row["values"]: row["counts"] for row in sorted(campaigns, key=lambda row: row["values"])}
 
 

@@ -12,9 +12,9 @@ import logging
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipelines import columns as C
+from pipelines import filesystem as fs
 from pipelines import lake
 
 log = logging.getLogger(__name__)
@@ -38,12 +38,12 @@ def campaign_affinity(scores: np.ndarray, campaign_matrix: np.ndarray) -> np.nda
 
 def campaign_items(features_path, num_items: int) -> tuple[list[str], np.ndarray]:
     """Campaign names and their [num_items + 1, campaigns] item matrix (no campaigns: [] and an empty matrix)."""
-    folder = features_path / lake.CAMPAIGN_ITEMS
-    if not folder.exists():
+    folder = fs.join(features_path, lake.CAMPAIGN_ITEMS)
+    if not fs.exists(folder):
         log.warning("%s: no campaign_items in this feature partition (written by an older feature job); "
                     "no audiences tonight. Rebuild the features of the day to get them.", features_path)
         return [], np.zeros((num_items + 1, 0), np.float32)
-    table = pq.read_table(folder, columns=[C.CAMPAIGN, C.ITEM_IDX])
+    table = fs.read_parquet(folder, columns=[C.CAMPAIGN, C.ITEM_IDX])
     campaigns = sorted(set(table.column(C.CAMPAIGN).to_pylist()))
     column = {name: j for j, name in enumerate(campaigns)}
     matrix = np.zeros((num_items + 1, len(campaigns)), np.float32)

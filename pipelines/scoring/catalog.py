@@ -11,6 +11,7 @@ line (or both places of a duplicated id) and says what to do; the business rules
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from collections.abc import Callable
@@ -22,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines import columns as C
+from pipelines import filesystem as fs
 
 AVAILABLE, STOCK = "available", "stock"  # catalog-only columns
 CATALOG_COLUMNS = (C.ITEM_ID, AVAILABLE, STOCK, C.PRICE, C.CATEGORY)  # item_id required, the others optional
@@ -39,9 +41,7 @@ class CatalogError(ValueError):
 def read_catalog(folder: Path) -> pa.Table | None:
     """The day's catalog (``CATALOG_COLUMNS`` it has, typed) from every *.parquet, *.csv and *.jsonl file
     of ``folder``, in name order; None when the folder is absent or holds none. One row per item_id."""
-    folder = Path(folder)
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in CATALOG_SUFFIXES
-                   and not p.name.startswith((".", "_"))) if folder.is_dir() else []
+    files = [path for path in fs.list_dir(folder) if Path(fs.name_of(path)).suffix in CATALOG_SUFFIXES]
     if not files:
         return None
     parts = [_typed_file(path) for path in files]
@@ -53,11 +53,12 @@ def read_catalog(folder: Path) -> pa.Table | None:
 
 def _typed_file(path: Path) -> tuple[Path, pa.Table, Callable[[int], str]]:
     """(path, its catalog columns typed, row index -> where that row is in the file)."""
-    columns, lines = _jsonl_columns(path) if path.suffix == ".jsonl" else (_arrow_columns(path), None)
+    suffix = Path(fs.name_of(path)).suffix
+    columns, lines = _jsonl_columns(path) if suffix == ".jsonl" else (_arrow_columns(path, suffix), None)
 
     def where(row: int) -> str:  # CSV: line 1 is the header
         return f"line {lines[row]}" if lines is not None else (
-            f"line {row + 2}" if path.suffix == ".csv" else f"row {row + 1}")
+            f"line {row + 2}" if suffix == ".csv" else f"row {row + 1}")
 
     if C.ITEM_ID not in columns:
         raise CatalogError(f"{path}: no {C.ITEM_ID} column (it has: {', '.join(columns) or 'no columns'}); "
@@ -67,27 +68,28 @@ def _typed_file(path: Path) -> tuple[Path, pa.Table, Callable[[int], str]]:
     return path, pa.table(typed), where
 
 
-def _arrow_columns(path: Path) -> dict[str, Any]:
+def _arrow_columns(path: Path, suffix: str) -> dict[str, Any]:
     import pyarrow.csv as pcsv
-    import pyarrow.parquet as pq
 
     try:
-        if path.suffix == ".parquet":
-            table = pq.read_table(path)
+        if suffix == ".parquet":
+            table = fs.read_parquet(path)
         else:  # every catalog column as text: _convert parses it, so errors name the column and line
-            table = pcsv.read_csv(path, convert_options=pcsv.ConvertOptions(
-                column_types={name: pa.string() for name in CATALOG_COLUMNS}, null_values=[""],
-                strings_can_be_null=True))
+            with fs.open_input(path) as stream:
+                table = pcsv.read_csv(stream, convert_options=pcsv.ConvertOptions(
+                    column_types={name: pa.string() for name in CATALOG_COLUMNS}, null_values=[""],
+                    strings_can_be_null=True))
     except (pa.ArrowInvalid, OSError) as err:
-        raise CatalogError(f"{path}: cannot be read as {path.suffix[1:]} ({err}); {_FIX}") from None
+        raise CatalogError(f"{path}: cannot be read as {suffix[1:]} ({err}); {_FIX}") from None
     return {name: table.column(name).combine_chunks() for name in table.column_names}
 
 
 def _jsonl_columns(path: Path) -> tuple[dict[str, list], list[int]]:
     """Column -> values (None where a record lacks the key), and each record's line number."""
     records, lines, number = [], [], 0
+    data = fs.read_bytes(path)
     try:
-        with path.open(encoding="utf-8") as handle:
+        with io.StringIO(data.decode("utf-8"), newline=None) as handle:  # newlines as open() reads text
             for number, line in enumerate(handle, 1):
                 if line.strip():
                     record = json.loads(line)
@@ -95,7 +97,8 @@ def _jsonl_columns(path: Path) -> tuple[dict[str, list], list[int]]:
                         raise ValueError(f"a JSON {type(record).__name__}")
                     records.append(record)
                     lines.append(number)
-    except UnicodeDecodeError:
+    except UnicodeDecodeError as err:
+        number = data[:err.start].count(b"\n")
         raise CatalogError(f"{path}: not UTF-8 text (after line {number}); {_FIX}") from None
     except ValueError as err:  # json.JSONDecodeError included
         raise CatalogError(f"{path}: line {number} is not a JSON object ({err}); {_FIX}") from None

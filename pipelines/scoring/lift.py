@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from pipelines import columns as C
+from pipelines import filesystem as fs
 from pipelines import lake
 from pipelines.scoring.audiences import campaign_affinity
 
@@ -72,11 +72,11 @@ def measure_lift(features_path, sequences: pa.Table, vocab: pa.Table, score_batc
     """
     if not campaigns:
         return {"ds": ds, "skipped": "no campaigns (or no champion) this day", "campaigns": {}}
-    if not (features_path / lake.CLEAN_EVENTS).is_dir():
-        return {"ds": ds, "skipped": f"{features_path / lake.CLEAN_EVENTS}: no clean events of the day to hold out "
+    if not fs.is_dir(fs.join(features_path, lake.CLEAN_EVENTS)):
+        return {"ds": ds, "skipped": f"{fs.join(features_path, lake.CLEAN_EVENTS)}: no clean events of the day to hold out "
                                      "(features written by an older feature job; rebuild them)", "campaigns": {}}
-    day_events = pq.read_table(features_path / lake.CLEAN_EVENTS,
-                               columns=[C.USER_KEY, C.EVENT_TIME, C.EVENT_ID, C.EVENT_TYPE, C.ITEM_ID])
+    day_events = fs.read_parquet(fs.join(features_path, lake.CLEAN_EVENTS),
+                                 columns=[C.USER_KEY, C.EVENT_TIME, C.EVENT_ID, C.EVENT_TYPE, C.ITEM_ID])
     histories, responded = holdout_histories(sequences, day_events, vocab, sequence_event_types)
     users = np.flatnonzero([len(h) > 0 for h in histories])
     if len(users) < 2 * size:

@@ -40,9 +40,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipelines import columns as C
+from pipelines import filesystem as fs
 from pipelines.config import PipelineConfig
 from pipelines.features.store import load_feature_partition
 from pipelines.io import atomic_partition, write_json_atomic
@@ -149,12 +149,12 @@ def write_recommendations(config: PipelineConfig, ds: str,
                     "counts": counts.as_dict(), "notes": plan.notes}
     target = partition_path(config.layout.recommendations, ds)
     with atomic_partition(target) as staging:
-        pq.write_table(table, staging / PART_FILE)
+        fs.write_parquet(table, staging / PART_FILE)
         write_json_atomic(staging / config.layout.rules_record(ds).name, rules_record)
     audiences = audience_table(scored, campaigns if len(affinity) else [], affinity, size, version)
     audiences_target = partition_path(config.layout.audiences, ds)
     with atomic_partition(audiences_target) as staging:
-        pq.write_table(audiences, staging / PART_FILE)
+        fs.write_parquet(audiences, staging / PART_FILE)
         write_json_atomic(staging / config.layout.lift_record(ds).name, lift)
     summary = {"ds": ds, "path": str(target), "users": int(scored.num_rows),
                "rows": int(table.num_rows), "top_k": top_k, "model_version": version,

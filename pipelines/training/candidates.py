@@ -12,6 +12,7 @@ import json
 import logging
 from typing import Any
 
+from pipelines import filesystem as fs
 from pipelines import lake
 from pipelines.config import PipelineConfig
 from pipelines.features.store import load_feature_partition
@@ -115,7 +116,7 @@ def _log_data_checks(config: PipelineConfig, ds: str) -> None:
     import mlflow
 
     for record in (config.layout.check_record(ds, check) for check in lake.DATA_CHECKS):
-        if not record.exists():
+        if not fs.exists(record):
             continue
         mlflow.log_artifact(str(record), artifact_path="data_checks")
         summary = lake.read_record(record)

@@ -19,9 +19,9 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from pipelines import columns as C
+from pipelines import filesystem as fs
 from pipelines import lake
 from pipelines.config import PipelineConfig
 from pipelines.features.store import FeaturePartition, load_feature_partition
@@ -124,9 +124,9 @@ def vocabulary_mismatch(config: PipelineConfig, vocab_version: str, features: Fe
     today's: the same item at every index it knows.
     """
     folder = partition_path(config.layout.features, vocab_version) / lake.ITEM_VOCAB
-    if not folder.is_dir():
+    if not fs.is_dir(folder):
         return f"its vocabulary ({folder}) is not in this lake: a model of another shop or of a deleted history"
-    theirs = pq.read_table(folder, columns=[C.ITEM_ID, C.ITEM_IDX]).sort_by(C.ITEM_IDX)
+    theirs = fs.read_parquet(folder, columns=[C.ITEM_ID, C.ITEM_IDX]).sort_by(C.ITEM_IDX)
     ours = features.vocab.select([C.ITEM_ID, C.ITEM_IDX]).slice(0, theirs.num_rows)
     if theirs.num_rows > features.num_items or not theirs.equals(ours.cast(theirs.schema)):
         return (f"its {theirs.num_rows} items (vocabulary of {vocab_version}) are not numbered as today's "

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines import columns as C
+from pipelines import filesystem as fs
 from pipelines import lake
 from pipelines.config import ChecksConfig, PipelineConfig
 from pipelines.dates import trailing_days
@@ -160,8 +161,8 @@ def _known_ids(validated_root: Path, days: list[str]) -> tuple[set, set]:
     users: set = set()
     for day in days:
         folder = partition_path(validated_root, day)
-        if (folder / PART_FILE).exists():
-            frame = pd.read_parquet(folder / PART_FILE, columns=[C.ITEM_ID, C.USER_ID])
+        if fs.exists(folder / PART_FILE):
+            frame = fs.read_parquet(folder / PART_FILE, columns=[C.ITEM_ID, C.USER_ID]).to_pandas()
             items.update(frame[C.ITEM_ID].dropna().unique())
             users.update(frame[C.USER_ID].dropna().unique())
     return items, users

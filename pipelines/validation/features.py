@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines import columns as C
+from pipelines import filesystem as fs
 from pipelines import lake
 from pipelines.config import PipelineConfig
 from pipelines.features.store import load_feature_partition
@@ -106,12 +107,12 @@ def validate_feature_partition(config: PipelineConfig, ds: str) -> dict[str, Any
     frames = {lake.SEQUENCES: sequence_frame(features.sequences), lake.ITEM_VOCAB: features.vocab.to_pandas()}
     expectations = {table: [with_severity(e, f"features.{table}", FAIL) for e in found]
                     for table, found in feature_expectations(config, features.num_items).items()}
-    clean = features.path / lake.CLEAN_EVENTS
-    if clean.is_dir():
+    clean = fs.join(features.path, lake.CLEAN_EVENTS)
+    if fs.is_dir(clean):
         frames["clean_events"] = clean_event_frame(clean)
         expectations["clean_events"] = clean_event_expectations(config, _rows_accepted(config, ds))
     outcome = run_checks(config.layout.gx_dir, "features", ds, frames, expectations)
-    if not clean.is_dir():
+    if not fs.is_dir(clean):
         outcome["warnings"].append(f"clean_events [warn]: {clean} not found; the feature job wrote no clean events")
     record = {"ds": ds, **outcome, "data_docs_path": outcome["data_docs"].get(lake.SEQUENCES, str(config.layout.gx_dir)),
               "rows": {name: len(frame) for name, frame in frames.items()}}

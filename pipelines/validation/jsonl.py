@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines import columns as C
+from pipelines import filesystem as fs
 
 log = logging.getLogger(__name__)
 BOM = b"\xef\xbb\xbf"
@@ -65,19 +66,17 @@ def iter_line_parts(files: list[Path], relative_to: Path, chunk_rows: int | None
     lines: list[tuple[str, int, bytes]] = []
     blank, yielded = 0, False
     for path in files:
-        source = path.relative_to(relative_to).as_posix()
-        with path.open("rb") as handle:
-            for line_number, raw in enumerate(handle, start=1):
-                raw = raw.removesuffix(b"\n")
-                if line_number == 1:
-                    raw = raw.removeprefix(BOM)
-                if not raw.strip():
-                    blank += 1
-                    continue
-                lines.append((source, line_number, raw))
-                if chunk_rows is not None and len(lines) >= chunk_rows:
-                    yield LinePart(lines, blank)
-                    lines, blank, yielded = [], 0, True
+        source = fs.relative_name(path, relative_to)
+        for line_number, raw in enumerate(fs.iter_lines(path), start=1):
+            if line_number == 1:
+                raw = raw.removeprefix(BOM)
+            if not raw.strip():
+                blank += 1
+                continue
+            lines.append((source, line_number, raw))
+            if chunk_rows is not None and len(lines) >= chunk_rows:
+                yield LinePart(lines, blank)
+                lines, blank, yielded = [], 0, True
     if lines or blank or not yielded:
         yield LinePart(lines, blank)
 

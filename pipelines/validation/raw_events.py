@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from pipelines import filesystem as fs
 from pipelines.columns import (
     EMAIL,
     EVENT_ID,
@@ -124,9 +125,6 @@ def validate_raw_events(
     reads the lines, decides the duplicates in the day's order and writes. The result is the same for
     any ``chunk_rows`` and ``workers``: duplicates are decided across parts (``DuplicateLedger``).
     """
-    import pyarrow.parquet as pq
-
-    raw_partition = Path(raw_partition)
     start, end = _utc_interval(interval_start, interval_end)
     if not 0.0 <= max_failure_rate <= 1.0:
         raise ValueError(f"max_failure_rate={max_failure_rate}: must be a share in [0, 1], e.g. 0.05")
@@ -140,8 +138,8 @@ def validate_raw_events(
     accepted_rows = blank_lines = suppressed = lines_read = 0
     warned = False
     with atomic_partition(Path(validated_partition)) as staging:
-        with pq.ParquetWriter(staging / PART_FILE, _validated_schema()) as writer:
-            parts = iter_line_parts(files, raw_partition.parent, chunk_rows)
+        with fs.parquet_writer(staging / PART_FILE, _validated_schema()) as writer:
+            parts = iter_line_parts(files, fs.parent(raw_partition), chunk_rows)
             for checked in check_parts(parts, settings, workers):
                 lines_read += checked.lines_read
                 suppressed, blank_lines = suppressed + checked.rows_suppressed, blank_lines + checked.blank_lines
@@ -332,9 +330,9 @@ def _utc_interval(interval_start: datetime, interval_end: datetime) -> tuple[dat
 
 def _day_files(raw_partition: Path, ds: str) -> list[Path]:
     advice = f"the collector may not have landed dt={ds}; land it and rerun the task"
-    if not raw_partition.is_dir():
+    if not fs.is_dir(raw_partition):
         raise RawDataError(f"{raw_partition}: partition folder does not exist; {advice}")
-    files = sorted(raw_partition.glob("*.jsonl"))
+    files = fs.list_dir(raw_partition, suffix=".jsonl", hidden=True)
     if not files:
         raise RawDataError(f"{raw_partition}: no *.jsonl files found; {advice}")
     return files
@@ -433,10 +431,8 @@ def _quarantine_schema():
 
 def _write_parquet(partition: Path, frame: pd.DataFrame, schema, counts: dict | None = None) -> None:
     """One Parquet file (with the schema even when empty), swapped in atomically; optional _counts.json."""
-    import pyarrow.parquet as pq
-
     table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
     with atomic_partition(Path(partition)) as staging:
-        pq.write_table(table, staging / PART_FILE)
+        fs.write_parquet(table, staging / PART_FILE)
         if counts is not None:
             write_json_atomic(staging / COUNTS_FILE, counts)

@@ -15,7 +15,7 @@ import pytest
 from pipelines.config import REPO_ROOT
 
 PACKAGE = REPO_ROOT / "pipelines"
-CORE = ("columns", "dates", "io", "lake", "config", "suppression")
+CORE = ("columns", "dates", "filesystem", "io", "lake", "config", "suppression")
 # group -> rank: a module may import its own group and any group of a lower rank.
 LAYERS = {
     "core": 0,
