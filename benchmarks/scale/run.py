@@ -12,7 +12,8 @@ size to the largest, and writes ``var/reports/bench-scale.json``: one entry per 
 
 A stage whose memory, grown as it grew between the two sizes before, would not fit the machine
 is not started (it would be killed, or push the machine into swap): the entry then says
-``skipped`` with that estimate, and the stages after it are skipped with it. The champion of each
+``skipped`` with that estimate, and the stages after it are skipped with it. ``--until STAGE`` ends
+each night after that stage (the table then has the stages up to it). The champion of each
 size is promoted with ``promotion_mode=force`` (the events are random: the gate would rightly keep
 a popularity baseline, and scoring by a model is what is measured).
 """
@@ -81,7 +82,8 @@ def stage_command(stage: str, ds: str, state: Path, driver_memory: str, cores: i
     return [sys.executable, "-m", "benchmarks.scale.stage", stage, ds, str(state)]
 
 
-def bench_size(root: Path, events: int, days: int, epochs: int, driver_memory: str, previous: dict) -> list[dict]:
+def bench_size(root: Path, events: int, days: int, epochs: int, driver_memory: str, previous: dict,
+               night: tuple[str, ...] = NIGHT) -> list[dict]:
     """The entries of one size; ``previous``: stage -> its entries at the smaller sizes (the memory guard)."""
     from pipelines.local.serving_db import PORT_ENV, embedded_serving_db, serving_stack
     from pipelines.local.stack import free_port, remove_postgres_data
@@ -106,7 +108,7 @@ def bench_size(root: Path, events: int, days: int, epochs: int, driver_memory: s
     env[PORT_ENV] = str(free_port())
     with embedded_serving_db(config, env) as serving:
         env.update(serving)
-        for stage in NIGHT:
+        for stage in night:
             entry = {"events": events, "stage": stage, "days": days}
             skip_reason = skip_reason or _would_not_fit(stage, events, previous.get(stage, []))
             if skip_reason:
@@ -158,7 +160,7 @@ def _size_mib(folder: Path) -> float:
 def growth(entries: list[dict], sizes: list[int]) -> dict[str, dict]:
     """Per stage, from the smallest size to the largest run: x events -> y times the seconds and the peak."""
     out = {}
-    for stage in NIGHT:
+    for stage in dict.fromkeys(e["stage"] for e in entries):
         runs = [e for e in entries if e["stage"] == stage and e.get("seconds")]
         if len(runs) >= 2:
             small, large = runs[0], runs[-1]
@@ -173,7 +175,7 @@ def format_table(report: dict) -> str:
     head = f"{'stage':<22}" + "".join(f"{f'{n:,} s':>16}{'GiB':>7}" for n in sizes) + f"{'time x':>9}{'memory x':>10}"
     lines = [f"bench-scale ({report['cores']} cores, {report['days']}-day window, events a day as below; "
              f"each stage in its own process)", head]
-    for stage in NIGHT:
+    for stage in dict.fromkeys(e["stage"] for e in report["entries"]):
         row = f"{stage:<22}"
         for n in sizes:
             e = next((e for e in report["entries"] if e["stage"] == stage and e["events"] == n), None)
@@ -197,7 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=1, help="training epochs of the one model (GRU4Rec)")
     parser.add_argument("--driver-memory", default="6g", help="spark.driver.memory of the feature job")
     parser.add_argument("--root", type=Path, help="where the lakes go (default var/bench-scale); removed per size")
+    parser.add_argument("--until", choices=NIGHT, default=NIGHT[-1], help="the last stage of each night")
     args = parser.parse_args(argv)
+    night = NIGHT[:NIGHT.index(args.until) + 1]
     if args.days < 2:
         parser.error("--days must be at least 2 (a window with earlier days)")
     config = load_config()
@@ -206,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     entries, previous = [], {}
     for n in sizes:
         print(f"bench-scale: {n:,} events a day ...", flush=True)
-        size_entries = bench_size(root, n, args.days, args.epochs, args.driver_memory, previous)
+        size_entries = bench_size(root, n, args.days, args.epochs, args.driver_memory, previous, night)
         entries += size_entries
         for e in size_entries:
             previous.setdefault(e["stage"], []).append(e)

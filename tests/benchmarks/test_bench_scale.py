@@ -49,3 +49,15 @@ def test_growth_and_table_show_each_stage_per_size_and_skips():
     assert "score_users" not in report["growth"]
     table = run.format_table(report)
     assert "build_features" in table and "skipped" in table and "too big" in table
+
+
+def test_a_night_cut_short_by_until_shows_only_its_stages():
+    night = run.NIGHT[:run.NIGHT.index("build_features") + 1]
+    entries = [{"events": n, "stage": stage, "seconds": 1.0 + n / 1000, "peak_gib": 0.5}
+               for n in (1000, 10_000) for stage in night]
+    report = {"cores": 2, "days": 2, "sizes": [1000, 10_000], "entries": entries,
+              "growth": run.growth(entries, [1000, 10_000])}
+    rows = run.format_table(report).splitlines()[2:]
+    assert [row.split()[0] for row in rows[:2]] == ["validate_raw_events", "build_features"]
+    assert not any(row.startswith("score_users") for row in rows)
+    assert set(report["growth"]) == set(night)
