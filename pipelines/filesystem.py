@@ -18,12 +18,14 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
 import pyarrow as pa
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
 
 Location = str | os.PathLike
 LINE_BLOCK = 1 << 20  # bytes read at a time when a file is read line by line
@@ -116,14 +118,6 @@ def list_dir(location: Location, suffix: str = "", kind: str = "file", hidden: b
     return [join(location, name) for name in names]
 
 
-def walk_files(location: Location) -> list[Location]:
-    """Every file under ``location``, at any depth, by path (hidden ones included)."""
-    filesystem, path = resolve(location)
-    infos = filesystem.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
-    return [join(location, *os.path.relpath(info.path, path).split(os.sep))
-            for info in sorted(infos, key=lambda info: info.path) if info.type == pafs.FileType.File]
-
-
 def open_input(location: Location):
     """A readable binary stream of the file (use it as a context manager)."""
     filesystem, path = resolve(location)
@@ -162,11 +156,6 @@ def iter_lines(location: Location) -> Iterator[bytes]:
             yield from lines
         if rest:
             yield rest
-
-
-def make_dirs(location: Location) -> None:
-    filesystem, path = resolve(location)
-    filesystem.create_dir(path, recursive=True)
 
 
 def write_bytes(location: Location, data: bytes) -> None:
@@ -215,6 +204,8 @@ def remove(location: Location) -> None:
 
 def read_parquet(location: Location, columns: list[str] | None = None) -> pa.Table:
     """A Parquet file, or every Parquet file of a folder (hidden ones left out), as one table."""
+    import pyarrow.parquet as pq  # lazily, like the rest of Parquet: lake (and so every DAG file) imports this
+
     filesystem, path = resolve(location)
     return pq.read_table(path, columns=columns, filesystem=filesystem)
 
@@ -229,11 +220,15 @@ def parquet_dataset(location: Location):
 
 def parquet_file(location: Location) -> pq.ParquetFile:
     """A Parquet file's footer and row groups, read as asked."""
+    import pyarrow.parquet as pq
+
     filesystem, path = resolve(location)
     return pq.ParquetFile(filesystem.open_input_file(path))
 
 
 def write_parquet(table: pa.Table, location: Location, **options: Any) -> None:
+    import pyarrow.parquet as pq
+
     filesystem, path = resolve(location)
     filesystem.create_dir(os.path.dirname(path), recursive=True)
     pq.write_table(table, path, filesystem=filesystem, **options)
@@ -241,6 +236,8 @@ def write_parquet(table: pa.Table, location: Location, **options: Any) -> None:
 
 def parquet_writer(location: Location, schema: pa.Schema, **options: Any) -> pq.ParquetWriter:
     """A writer that appends row groups to one Parquet file (use it as a context manager)."""
+    import pyarrow.parquet as pq
+
     filesystem, path = resolve(location)
     filesystem.create_dir(os.path.dirname(path), recursive=True)
     return pq.ParquetWriter(path, schema, filesystem=filesystem, **options)

@@ -32,7 +32,7 @@ def test_text_json_and_listing_work_the_same_on_a_path_and_a_file_uri(tmp_path, 
     fs.write_text(fs.join(root, "day", "a.jsonl"), '{"x": 1}\n\n{"x": 2}\n')
     fs.write_text(fs.join(root, "day", "b.json"), json.dumps({"ok": True}))
     fs.write_text(fs.join(root, "day", ".staging-a.jsonl"), "hidden")
-    fs.make_dirs(fs.join(root, "day", "sub"))
+    fs.write_text(fs.join(root, "day", "sub", "x.json"), "{}")
 
     assert isinstance(fs.join(root, "day"), Path) is (not as_uri)
     assert fs.read_json_lines(fs.join(root, "day", "a.jsonl")) == [{"x": 1}, {"x": 2}]
@@ -47,7 +47,6 @@ def test_text_json_and_listing_work_the_same_on_a_path_and_a_file_uri(tmp_path, 
     assert fs.name_of(fs.parent(fs.join(root, "day", "b.json"))) == "day"
     fs.move(fs.join(root, "day", "b.json"), fs.join(root, "day", "c.json"))
     assert not fs.exists(fs.join(root, "day", "b.json")) and fs.read_json(fs.join(root, "day", "c.json"))
-    assert len(fs.walk_files(fs.join(root, "day"))) == 3
     fs.remove(fs.join(root, "day"))
     fs.remove(fs.join(root, "day"))  # absent: nothing to do
     assert not fs.exists(fs.join(root, "day"))
